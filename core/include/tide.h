@@ -1,0 +1,359 @@
+/*
+** tide.h -- the public C API of tide, a generation runtime for language models.
+** Layer: core (the only public header; it includes nothing but the C library).
+**
+** Contract in brief:
+**  - Everything hangs off a tide_env the caller creates: allocator, thread
+**    count, cancel callback and the last error message. No global mutable state.
+**  - Every function that can fail returns a status (TIDE_OK == 0) and leaves a
+**    message readable with tide_env_errmsg(). Constructors write their handle
+**    through an out-parameter; on failure it is set to NULL and nothing leaks.
+**  - Every *_free accepts NULL. Children keep their parents alive (reference
+**    counts), so handles may be freed in any order.
+**  - The core never prints, exits or aborts on anything a caller can influence.
+**  - A handle is used by one thread at a time; a loaded model is immutable.
+*/
+#ifndef TIDE_H
+#define TIDE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TIDE_VERSION_MAJOR 0
+#define TIDE_VERSION_MINOR 1
+#define TIDE_VERSION_PATCH 0
+#define TIDE_VERSION_NUM (TIDE_VERSION_MAJOR * 10000 + TIDE_VERSION_MINOR * 100 + TIDE_VERSION_PATCH)
+
+/* Version of the library actually linked (compare with TIDE_VERSION_NUM). */
+int tide_version(void);
+
+/* ---------------------------------------------------------------- status */
+
+enum {
+  TIDE_OK = 0,
+  TIDE_ERR_NOMEM,       /* the allocator returned NULL */
+  TIDE_ERR_ARG,         /* a bad argument (range, NULL, inconsistent sizes) */
+  TIDE_ERR_IO,          /* open/read/write/mmap failed */
+  TIDE_ERR_FORMAT,      /* malformed input file or data */
+  TIDE_ERR_NOTFOUND,    /* a key, tensor or sequence that does not exist */
+  TIDE_ERR_UNSUPPORTED, /* valid input tide does not handle (arch, dtype...) */
+  TIDE_ERR_FULL,        /* a fixed-size resource (KV cache, buffer) is full */
+  TIDE_ERR_STATE,       /* call not valid in the handle's current state */
+  TIDE_ERR_CANCELLED    /* the env's cancel callback asked to stop */
+};
+
+/* Short name of a status ("ok", "out of memory", ...). Never NULL. */
+const char *tide_status_name(int status);
+
+/* ---------------------------------------------------------------- env */
+
+typedef struct tide_env tide_env;
+
+/* Allocator with lua_Alloc's contract: nsize == 0 frees ptr (returns NULL);
+** otherwise (re)allocates ptr from osize to nsize bytes and returns the new
+** block or NULL on failure (ptr untouched). osize is exact for live blocks. */
+typedef void *(*tide_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* Called now and then during long work; a nonzero return cancels it
+** (the call returns TIDE_ERR_CANCELLED). */
+typedef int (*tide_cancel_fn)(void *ud);
+
+/* Creates an environment. alloc may be NULL (the C library's realloc/free).
+** Returns TIDE_ERR_NOMEM if even the env cannot be allocated. */
+int tide_env_new(tide_env **out, tide_alloc_fn alloc, void *ud);
+
+/* Frees the env once every handle made from it is freed (reference counted). */
+void tide_env_free(tide_env *env);
+
+/* The message of the last failure on this env ("" if none). Valid until the
+** next call that fails. */
+const char *tide_env_errmsg(const tide_env *env);
+
+/* Worker threads for kernels, 1..64 (default 1). Starts/stops the pool. */
+int tide_env_set_threads(tide_env *env, int n_threads);
+int tide_env_threads(const tide_env *env);
+
+/* Installs (or with fn == NULL removes) the cancel callback. */
+void tide_env_set_cancel(tide_env *env, tide_cancel_fn fn, void *ud);
+
+/* Name of the SIMD path the kernels use: "avx512", "avx2" or "scalar". */
+const char *tide_env_isa(const tide_env *env);
+
+/* Forces the scalar reference kernels (nonzero) or the best path (zero).
+** Used by tests to compare the two; also a debugging aid. */
+void tide_env_force_scalar(tide_env *env, int on);
+
+/* ---------------------------------------------------------------- dtypes */
+
+/* Element types; the numbers are GGUF's (ggml_type). */
+typedef enum {
+  TIDE_F32 = 0,
+  TIDE_F16 = 1,
+  TIDE_Q4_0 = 2,
+  TIDE_Q8_0 = 8,
+  TIDE_Q4_K = 12,
+  TIDE_Q6_K = 14,
+  TIDE_Q8_K = 15, /* activations for K-quants only; not a weight type */
+  TIDE_BF16 = 30
+} tide_dtype;
+
+/* Elements per block (1 for float types) and bytes per block; 0 for an
+** unknown dtype. */
+int64_t tide_dtype_block(int dtype);
+size_t tide_dtype_block_bytes(int dtype);
+
+/* "f32", "q4_K", ... or NULL for an unknown dtype. */
+const char *tide_dtype_name(int dtype);
+
+/* Bytes of n elements, or 0 if dtype is unknown or n is not a multiple of
+** the block size. */
+size_t tide_dtype_row_size(int dtype, int64_t n);
+
+/* n elements of dtype at src -> n floats at dst. TIDE_ERR_ARG if dtype is
+** unknown or n is not a multiple of the block size. Allocates nothing. */
+int tide_dequantize(int dtype, const void *src, float *dst, int64_t n);
+
+/* n floats -> dtype (row-wise, as llama.cpp's reference quantizers). */
+int tide_quantize(int dtype, const float *src, void *dst, int64_t n);
+
+/* ---------------------------------------------------------------- GGUF */
+
+typedef struct tide_gguf tide_gguf;
+
+/* GGUF value types (gguf_type). */
+typedef enum {
+  TIDE_GGUF_UINT8 = 0, TIDE_GGUF_INT8 = 1, TIDE_GGUF_UINT16 = 2,
+  TIDE_GGUF_INT16 = 3, TIDE_GGUF_UINT32 = 4, TIDE_GGUF_INT32 = 5,
+  TIDE_GGUF_FLOAT32 = 6, TIDE_GGUF_BOOL = 7, TIDE_GGUF_STRING = 8,
+  TIDE_GGUF_ARRAY = 9, TIDE_GGUF_UINT64 = 10, TIDE_GGUF_INT64 = 11,
+  TIDE_GGUF_FLOAT64 = 12
+} tide_gguf_type;
+
+/* Opens a GGUF file (v2 or v3) by mmap and validates all of its header,
+** metadata and tensor table. A bad file gives TIDE_ERR_FORMAT and a message
+** naming the byte offset and the field. */
+int tide_gguf_open(tide_env *env, const char *path, tide_gguf **out);
+
+/* The same over a caller-owned buffer, which must outlive the handle. */
+int tide_gguf_open_memory(tide_env *env, const void *data, size_t size,
+                          tide_gguf **out);
+
+void tide_gguf_free(tide_gguf *g);
+
+uint32_t tide_gguf_version(const tide_gguf *g);
+
+/* Metadata. Keys are looked up exactly. find returns the index or -1. */
+int64_t tide_gguf_n_kv(const tide_gguf *g);
+int64_t tide_gguf_find(const tide_gguf *g, const char *key);
+const char *tide_gguf_key(const tide_gguf *g, int64_t i); /* NUL-terminated */
+int tide_gguf_kv_type(const tide_gguf *g, int64_t i);     /* tide_gguf_type */
+
+/* Typed getters: TIDE_ERR_NOTFOUND if the key is absent, TIDE_ERR_FORMAT if
+** its type does not fit (get_int takes any integer type whose value fits in
+** int64_t; get_float takes FLOAT32 or FLOAT64). Messages name the key. */
+int tide_gguf_get_int(const tide_gguf *g, const char *key, int64_t *out);
+int tide_gguf_get_float(const tide_gguf *g, const char *key, double *out);
+int tide_gguf_get_bool(const tide_gguf *g, const char *key, int *out);
+/* *s points into the file; not NUL-terminated. */
+int tide_gguf_get_str(const tide_gguf *g, const char *key, const char **s,
+                      size_t *len);
+
+/* An array value. Elements are read with the accessors below. */
+typedef struct {
+  int type;        /* element type (tide_gguf_type, never ARRAY) */
+  int64_t n;       /* element count */
+  const void *data;     /* raw little-endian elements (may be unaligned) */
+  const void *strings;  /* internal: string offsets for STRING arrays */
+} tide_gguf_arr;
+
+int tide_gguf_get_arr(const tide_gguf *g, const char *key, tide_gguf_arr *out);
+/* Element i (0 <= i < n, unchecked) of a numeric or bool array. */
+int64_t tide_gguf_arr_int(const tide_gguf_arr *a, int64_t i);
+double tide_gguf_arr_float(const tide_gguf_arr *a, int64_t i);
+/* Element i of a STRING array: pointer into the file, not NUL-terminated. */
+const char *tide_gguf_arr_str(const tide_gguf_arr *a, int64_t i, size_t *len);
+
+/* Tensors. */
+typedef struct {
+  const char *name;   /* NUL-terminated, owned by the gguf handle */
+  int dtype;          /* tide_dtype */
+  int n_dims;         /* 1..4 */
+  int64_t ne[4];      /* elements per dimension; ne[0] is contiguous; unused = 1 */
+  uint64_t offset;    /* from the start of the file */
+  size_t nbytes;
+  const void *data;   /* into the mapping */
+} tide_tensor_info;
+
+int64_t tide_gguf_n_tensors(const tide_gguf *g);
+int64_t tide_gguf_find_tensor(const tide_gguf *g, const char *name);
+/* Fills *out for tensor i; TIDE_ERR_ARG if i is out of range. */
+int tide_gguf_tensor(const tide_gguf *g, int64_t i, tide_tensor_info *out);
+
+/* Writer: collects metadata and tensors, then writes one file. Setting an
+** existing key replaces it. Tensor data is borrowed until write or free. */
+typedef struct tide_gguf_writer tide_gguf_writer;
+
+int tide_gguf_writer_new(tide_env *env, tide_gguf_writer **out);
+void tide_gguf_writer_free(tide_gguf_writer *w);
+int tide_gguf_writer_set_int(tide_gguf_writer *w, const char *key, int type,
+                             int64_t v);   /* any integer type, or BOOL */
+int tide_gguf_writer_set_float(tide_gguf_writer *w, const char *key, int type,
+                               double v);  /* FLOAT32 or FLOAT64 */
+int tide_gguf_writer_set_str(tide_gguf_writer *w, const char *key,
+                             const char *s, size_t len);
+/* Array of n numeric elements of elem type, raw little-endian (copied). */
+int tide_gguf_writer_set_arr(tide_gguf_writer *w, const char *key, int type,
+                             const void *data, int64_t n);
+/* Array of n strings (copied); lens may be NULL for NUL-terminated strings. */
+int tide_gguf_writer_set_arr_str(tide_gguf_writer *w, const char *key,
+                                 const char *const *strs, const size_t *lens,
+                                 int64_t n);
+int tide_gguf_writer_add_tensor(tide_gguf_writer *w, const char *name,
+                                int dtype, int n_dims, const int64_t *ne,
+                                const void *data);
+/* version is 2 or 3; alignment comes from general.alignment (default 32). */
+int tide_gguf_writer_write(tide_gguf_writer *w, const char *path, int version);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+typedef struct tide_tokenizer tide_tokenizer;
+
+enum { /* token attributes (tokenizer.ggml.token_type) */
+  TIDE_TOKEN_NORMAL = 1, TIDE_TOKEN_UNKNOWN = 2, TIDE_TOKEN_CONTROL = 3,
+  TIDE_TOKEN_USER_DEFINED = 4, TIDE_TOKEN_UNUSED = 5, TIDE_TOKEN_BYTE = 6
+};
+
+/* Builds a tokenizer from the tokenizer.ggml.* metadata of g (model "llama"
+** = SentencePiece-style, "gpt2" = byte-level BPE with tokenizer.ggml.pre).
+** Keeps g alive. */
+int tide_tokenizer_new(tide_env *env, tide_gguf *g, tide_tokenizer **out);
+void tide_tokenizer_free(tide_tokenizer *tok);
+
+int32_t tide_tokenizer_n_vocab(const tide_tokenizer *tok);
+int32_t tide_tokenizer_bos(const tide_tokenizer *tok); /* -1 if none */
+int32_t tide_tokenizer_eos(const tide_tokenizer *tok); /* -1 if none */
+int tide_tokenizer_add_bos(const tide_tokenizer *tok); /* default for add_bos */
+/* Nonzero for end-of-generation tokens (EOS, EOT, ...). */
+int tide_tokenizer_is_eog(const tide_tokenizer *tok, int32_t id);
+int tide_tokenizer_attr(const tide_tokenizer *tok, int32_t id);
+
+/* Text -> ids. Writes at most cap ids and sets *n_out to the number the text
+** needs; TIDE_ERR_FULL if that is more than cap (call again with more room).
+** add_bos prepends BOS; parse_special matches special/control token texts. */
+int tide_tokenize(const tide_tokenizer *tok, const char *text, size_t len,
+                  int add_bos, int parse_special, int32_t *ids, int64_t cap,
+                  int64_t *n_out);
+
+/* The bytes a token stands for (byte tokens as their byte, SPM's U+2581 as a
+** space, GPT-2's byte alphabet undone). Pointer owned by tok. */
+const char *tide_token_piece(const tide_tokenizer *tok, int32_t id,
+                             size_t *len);
+
+/* ids -> text, as llama.cpp's detokenize(remove_special = false,
+** unparse_special = false). Same sizing protocol as tide_tokenize. */
+int tide_detokenize(const tide_tokenizer *tok, const int32_t *ids, int64_t n,
+                    char *text, size_t cap, size_t *n_out);
+
+/* Streaming detokenization: feed one id at a time, get only complete UTF-8
+** characters; bytes of a character split across tokens wait in the state.
+** Zero-initialise the state before the first call. */
+typedef struct { unsigned char pending[8]; int n_pending; int n_tokens; } tide_detok;
+/* Writes at most cap bytes (cap >= 64 always suffices for one token plus the
+** pending bytes... plus long pieces: returns TIDE_ERR_FULL if not). */
+int tide_detok_push(const tide_tokenizer *tok, tide_detok *st, int32_t id,
+                    char *out, size_t cap, size_t *n_out);
+/* Flushes whatever is pending (invalid UTF-8 as U+FFFD). */
+int tide_detok_flush(const tide_tokenizer *tok, tide_detok *st, char *out,
+                     size_t cap, size_t *n_out);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct tide_model tide_model;
+
+typedef struct {
+  int vocab_only;   /* load only the tokenizer (no weights, no arch needed) */
+} tide_model_params;
+
+tide_model_params tide_model_default_params(void);
+
+typedef struct {
+  const char *arch;       /* "llama", "qwen2", "gpt2" */
+  const char *name;       /* general.name or "" */
+  int32_t n_vocab;
+  int32_t n_embd, n_layer, n_head, n_kv_head, head_dim, n_ff;
+  int32_t n_ctx_train;
+  double rope_base;
+  double norm_eps;
+  int file_type;          /* general.file_type or -1 */
+  size_t weight_bytes;    /* bytes of weights read per token */
+} tide_model_info;
+
+/* Loads a GGUF model. Weights stay in the mapping when their dtype is used as
+** stored. TIDE_ERR_UNSUPPORTED for architectures or dtypes tide lacks. */
+int tide_model_load(tide_env *env, const char *path,
+                    const tide_model_params *params, tide_model **out);
+void tide_model_free(tide_model *m);
+void tide_model_get_info(const tide_model *m, tide_model_info *out);
+/* Owned by the model; valid while the model lives. */
+const tide_tokenizer *tide_model_tokenizer(const tide_model *m);
+const tide_gguf *tide_model_gguf(const tide_model *m);
+
+/* ---------------------------------------------------------------- context */
+
+/* A context holds the KV cache (fixed size), the sequences living in it and
+** all scratch memory for forward passes. */
+typedef struct tide_ctx tide_ctx;
+
+typedef struct {
+  int32_t n_ctx;     /* max positions of one sequence (0 = n_ctx_train) */
+  int32_t n_cells;   /* KV positions in the whole cache (0 = n_ctx) */
+  int32_t n_seq_max; /* max live sequences (default 64) */
+  int32_t n_batch;   /* max rows per tide_decode call (default 512) */
+  int kv_type;       /* TIDE_F16 (default, as llama.cpp) or TIDE_F32 */
+} tide_ctx_params;
+
+tide_ctx_params tide_ctx_default_params(void);
+
+/* Keeps the model alive. Allocates all memory it will ever use. */
+int tide_ctx_new(tide_model *m, const tide_ctx_params *params, tide_ctx **out);
+void tide_ctx_free(tide_ctx *ctx);
+
+/* Sequences: small integer ids, valid until freed. */
+int tide_seq_new(tide_ctx *ctx, int32_t *seq);
+/* The child shares the parent's KV rows (copy-on-write blocks): O(blocks). */
+int tide_seq_fork(tide_ctx *ctx, int32_t parent, int32_t *child);
+/* Keeps positions [0, pos); later rows are forgotten. */
+int tide_seq_truncate(tide_ctx *ctx, int32_t seq, int32_t pos);
+int tide_seq_free(tide_ctx *ctx, int32_t seq);
+/* Positions stored for seq, or -1 if seq is not live. */
+int32_t tide_seq_len(const tide_ctx *ctx, int32_t seq);
+/* Cells free for new positions (whole blocks not in use). */
+int32_t tide_ctx_free_cells(const tide_ctx *ctx);
+
+/* One row of a batch: token at position pos of sequence seq. pos must be the
+** next position of seq (its length, counting earlier rows of this batch). */
+typedef struct {
+  int32_t seq;
+  int32_t pos;
+  int32_t token;
+  int32_t logits;  /* nonzero: compute this row's logits */
+} tide_batch_row;
+
+/* Runs the model over n rows (1..n_batch) in one pass over the weights.
+** On failure (bad row, cache full, cancelled) no sequence changes. */
+int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n);
+
+/* Logits (n_vocab floats) of the i-th row of the last decode that asked for
+** logits, counting only such rows; NULL if i is out of range. Valid until the
+** next decode. */
+const float *tide_ctx_logits(const tide_ctx *ctx, int32_t i);
+int32_t tide_ctx_n_logits(const tide_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

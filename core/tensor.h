@@ -1,0 +1,135 @@
+/*
+** tensor.h -- element types, GGUF block layouts, and the matrix kernels.
+** Layer: core (internal). Implemented by tensor.c (conversions, reference
+** (de)quantizers, traits), ops.c (scalar reference kernels, tidei_matmul) and
+** ops_avx2.c / ops_avx512.c (fast kernels with the same signatures).
+*/
+#ifndef TIDE_TENSOR_H
+#define TIDE_TENSOR_H
+
+#include <stdint.h>
+
+#include "tidei.h"
+
+#define TIDEI_N_DTYPES 31 /* dtype ids are < this */
+
+/* Block layouts, byte for byte as ggml/GGUF store them (little-endian). */
+#define QK8_0 32
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } tidei_block_q8_0;        /* 34 B */
+#define QK4_0 32
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } tidei_block_q4_0;   /* 18 B */
+#define QK_K 256
+typedef struct {
+  uint16_t d, dmin;      /* super-block scales for scales and mins (f16) */
+  uint8_t scales[12];    /* 8 pairs of 6-bit scale and min */
+  uint8_t qs[QK_K / 2];  /* 4-bit quants */
+} tidei_block_q4_K;                                                        /* 144 B */
+typedef struct {
+  uint8_t ql[QK_K / 2];      /* low 4 bits */
+  uint8_t qh[QK_K / 4];      /* high 2 bits */
+  int8_t scales[QK_K / 16];  /* 8-bit scales of 16-element groups */
+  uint16_t d;                /* f16 super-block scale */
+} tidei_block_q6_K;                                                        /* 210 B */
+typedef struct {
+  float d;
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];  /* sums of groups of 16 quants */
+} tidei_block_q8_K;                                                        /* 292 B */
+
+/* Scalar conversions, round-to-nearest-even as the F16C instructions. */
+float tidei_f16_to_f32(uint16_t h);
+uint16_t tidei_f32_to_f16(float f);
+float tidei_bf16_to_f32(uint16_t h);
+uint16_t tidei_f32_to_bf16(float f); /* as ggml_compute_fp32_to_bf16 */
+
+/* Scale and min (6 bits each) of 32-element group j (0..7) of a Q4_K block:
+** groups 0..3 sit in the low 6 bits of scales[j] and scales[j + 4]; groups
+** 4..7 in the nibbles of scales[j + 4] with their top 2 bits in the top bits
+** of scales[j - 4] (scale) and scales[j] (min). As ggml's get_scale_min_k4. */
+static inline void tidei_q4_K_scale_min(int j, const uint8_t *q, uint8_t *sc,
+                                        uint8_t *m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+    *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+typedef void (*tidei_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*tidei_from_float_fn)(const float *src, void *dst, int64_t n);
+
+/* Static facts about a dtype. */
+typedef struct {
+  const char *name;
+  int64_t blck;                   /* elements per block */
+  size_t bytes;                   /* bytes per block */
+  int vec_dtype;                  /* activation dtype its dot product takes */
+  tidei_to_float_fn to_float;     /* reference dequantizer */
+  tidei_from_float_fn from_float; /* reference quantizer (NULL: none) */
+} tidei_dtype_traits;
+
+/* NULL for an unknown dtype. */
+const tidei_dtype_traits *tidei_dtype(int dtype);
+
+/* One weight row (dtype) . one activation row (its vec_dtype), n elements
+** (a multiple of the block) -> *out. */
+typedef void (*tidei_vec_dot_fn)(int64_t n, const void *w, const void *x,
+                                 float *out);
+
+/* A kernel table: one per ISA, chosen once per env. Entries a fast table
+** lacks are filled from the scalar table. */
+struct tidei_kernels {
+  const char *isa;
+  tidei_vec_dot_fn vec_dot[TIDEI_N_DTYPES];     /* by weight dtype */
+  tidei_from_float_fn quant[TIDEI_N_DTYPES];    /* by activation dtype */
+};
+
+/* ops.c: the scalar reference kernels, named so that the fast tables can
+** list them as fallbacks in their (compile-time constant) initialisers.
+** vec_dot_<w>: weight dtype w . its vec_dtype; quant_<a>: f32 -> activation
+** dtype a (quant_q8_0 is llama.cpp's activation quantizer, not the weight
+** quantizer of tensor.c; quant_f32 is a copy). */
+void tidei_vec_dot_f32_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_f16_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_bf16_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_q8_0_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_q4_0_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_q4_K_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_q6_K_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_quant_f32_scalar(const float *src, void *dst, int64_t n);
+void tidei_quant_f16_scalar(const float *src, void *dst, int64_t n);
+void tidei_quant_bf16_scalar(const float *src, void *dst, int64_t n);
+void tidei_quant_q8_0_scalar(const float *src, void *dst, int64_t n);
+void tidei_quant_q8_K_scalar(const float *src, void *dst, int64_t n);
+
+const struct tidei_kernels *tidei_kernels_scalar(void);
+const struct tidei_kernels *tidei_kernels_avx2(void);   /* NULL if not built */
+const struct tidei_kernels *tidei_kernels_avx512(void); /* NULL if not built */
+/* The best table this CPU runs (cpuid), complete (no NULL entries). */
+const struct tidei_kernels *tidei_kernels_best(void);
+
+/* A weight matrix as the forward pass sees it. */
+typedef struct {
+  const void *data;  /* (n_out, n_in) rows of dtype, row-major */
+  int dtype;
+  int64_t n_in, n_out;
+} tidei_mat;
+
+/* Bytes of scratch tidei_matmul needs for n_tok activation rows. */
+size_t tidei_matmul_scratch(const tidei_mat *w, int64_t n_tok);
+
+/* W (n_out, n_in) @ X (n_tok, n_in) -> Y (n_tok, n_out), all f32 rows.
+** Quantizes X to W's vec_dtype (as llama.cpp does) into scratch, then splits
+** the output rows over the env's threads; F32 weights with several rows go
+** to OpenBLAS sgemm. Allocates nothing. */
+void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
+                  int64_t n_tok, float *y, void *scratch);
+
+/* The same with the scalar reference kernels, single-threaded: the oracle
+** the fast paths are tested against. */
+void tidei_matmul_ref(const tidei_mat *w, const float *x, int64_t n_tok,
+                      float *y, void *scratch);
+
+#endif
