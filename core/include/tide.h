@@ -353,6 +353,64 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n);
 const float *tide_ctx_logits(const tide_ctx *ctx, int32_t i);
 int32_t tide_ctx_n_logits(const tide_ctx *ctx);
 
+/* ---------------------------------------------------------------- sampling */
+
+/* A sampler is an ordered chain of stages run in C over a logits buffer,
+** ending in a pick (seeded categorical draw, or greedy). It owns its scratch
+** (sized for n_vocab at creation) and its RNG; sampling allocates nothing. */
+typedef struct tide_sampler tide_sampler;
+
+enum { /* stage kinds */
+  TIDE_SAMPLE_PENALTIES = 1, /* repeat (a), frequency (b), presence (c) over
+                                the last n accepted tokens (n; -1 = all) */
+  TIDE_SAMPLE_LOGIT_BIAS,    /* adds the bias table (tide_sampler_set_bias) */
+  TIDE_SAMPLE_TEMPERATURE,   /* logits / a; a <= 0 means greedy */
+  TIDE_SAMPLE_TOP_K,         /* keep the n best (n <= 0: off) */
+  TIDE_SAMPLE_TOP_P,         /* keep the smallest set with mass >= a (min keep n) */
+  TIDE_SAMPLE_MIN_P,         /* keep p >= a * p_max (min keep n) */
+  TIDE_SAMPLE_TYPICAL        /* locally typical sampling, mass a (min keep n) */
+};
+
+typedef struct {
+  int kind;
+  float a, b, c;   /* parameters as listed per kind; unused ones ignored */
+  int32_t n;
+} tide_sampler_stage;
+
+int tide_sampler_new(tide_env *env, int32_t n_vocab, uint64_t seed,
+                     tide_sampler **out);
+void tide_sampler_free(tide_sampler *s);
+/* Appends a stage; TIDE_ERR_ARG for an unknown kind or a parameter out of
+** range (e.g. top_p outside (0, 1]). */
+int tide_sampler_push(tide_sampler *s, const tide_sampler_stage *stage);
+/* Replaces the bias table used by TIDE_SAMPLE_LOGIT_BIAS (copied). */
+int tide_sampler_set_bias(tide_sampler *s, const int32_t *ids,
+                          const float *bias, int32_t n);
+/* Records a token for the penalty history (call for prompt tokens too if
+** they should be penalised, and for every sampled token). */
+void tide_sampler_accept(tide_sampler *s, int32_t id);
+/* Clears the history and reseeds the RNG. */
+void tide_sampler_reset(tide_sampler *s, uint64_t seed);
+/* A copy with the same stages, history and RNG state (for forks). */
+int tide_sampler_clone(const tide_sampler *s, tide_sampler **out);
+
+/* Runs the stages over logits (n_vocab floats, not modified) and picks a
+** token: the argmax if the chain has a temperature stage with a <= 0,
+** otherwise a seeded categorical draw from the softmax of what survived.
+** Same seed and same calls give the same tokens. Does not call accept. */
+int tide_sampler_sample(tide_sampler *s, const float *logits, int32_t *out);
+
+/* Runs the stages in place: filtered-out entries become -INFINITY, kept ones
+** are the (penalised, biased, tempered) logits. For custom pipelines. */
+int tide_sampler_apply(tide_sampler *s, float *logits);
+
+/* Helpers over a logits row (n floats). */
+int32_t tide_argmax(const float *x, int32_t n); /* lowest id on ties */
+/* log-softmax of x[id] (log-sum-exp in double). */
+double tide_logprob(const float *x, int32_t n, int32_t id);
+/* The k largest entries, descending (ties: lower id first); k <= n. */
+void tide_topk(const float *x, int32_t n, int32_t k, int32_t *ids, float *vals);
+
 #ifdef __cplusplus
 }
 #endif
