@@ -62,6 +62,10 @@ void tidei_env_unref(tide_env *env);
 /* Nonzero if the cancel callback asks to stop. */
 int tidei_cancelled(tide_env *env);
 
+/* gguf.c: handles that borrow a gguf (tokenizer, model) take a reference;
+** tide_gguf_free drops one and frees with the last. */
+void tidei_gguf_ref(tide_gguf *g);
+
 /* pool.c: runs fn(arg, ith, nth) for ith = 0..nth-1 on the env's threads
 ** (the caller is thread 0) and returns when all are done. Allocates nothing. */
 typedef void (*tidei_task_fn)(void *arg, int ith, int nth);
