@@ -104,6 +104,10 @@ void tidei_quant_bf16_scalar(const float *src, void *dst, int64_t n);
 void tidei_quant_q8_0_scalar(const float *src, void *dst, int64_t n);
 void tidei_quant_q8_K_scalar(const float *src, void *dst, int64_t n);
 
+/* ops_avx2.c: K-quant kernels the AVX-512 table reuses. */
+void tidei_vec_dot_q4_K_avx2(int64_t n, const void *w, const void *x, float *out);
+void tidei_vec_dot_q6_K_avx2(int64_t n, const void *w, const void *x, float *out);
+
 const struct tidei_kernels *tidei_kernels_scalar(void);
 const struct tidei_kernels *tidei_kernels_avx2(void);   /* NULL if not built */
 const struct tidei_kernels *tidei_kernels_avx512(void); /* NULL if not built */
@@ -117,13 +121,16 @@ typedef struct {
   int64_t n_in, n_out;
 } tidei_mat;
 
-/* Bytes of scratch tidei_matmul needs for n_tok activation rows. */
+/* Bytes of scratch tidei_matmul needs for n_tok activation rows (0 for F32
+** weights). The scratch must be 4-byte aligned (Q8_K blocks hold a float);
+** 64 is best. */
 size_t tidei_matmul_scratch(const tidei_mat *w, int64_t n_tok);
 
 /* W (n_out, n_in) @ X (n_tok, n_in) -> Y (n_tok, n_out), all f32 rows.
 ** Quantizes X to W's vec_dtype (as llama.cpp does) into scratch, then splits
-** the output rows over the env's threads; F32 weights with several rows go
-** to OpenBLAS sgemm. Allocates nothing. */
+** the output rows over the env's threads; F32 weights with n_tok >= 4 go
+** to OpenBLAS sgemm from the calling thread (OpenBLAS then uses its own
+** threads). Allocates nothing. */
 void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
                   int64_t n_tok, float *y, void *scratch);
 
