@@ -2,7 +2,7 @@
 # The build itself is described in premake5.lua (premake5, or Debian's
 # premake4 reading the same file); this file only calls it.
 
-DEBS = gcc make premake4 libopenblas-dev libpcre2-dev libyaml-dev \
+DEBS = gcc make premake4 libopenblas-dev libpcre2-dev libyaml-dev lua-check \
        liblua5.4-dev lua5.4 lua-busted
 PREMAKE := $(shell command -v premake5 2>/dev/null || command -v premake4 2>/dev/null || echo premake4)
 JOBS ?= 2

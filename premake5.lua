@@ -78,3 +78,16 @@ for _, path in ipairs(os.matchfiles("spec/tools/*.c")) do
     links { "tide" }
     links(SYSLIBS)
 end
+
+-- The `tide` executable: Lua 5.4 + the binding (module tide.core, preloaded)
+-- + libtide. The binding sees only tide.h and Lua's headers.
+project "tide_exe"
+  kind "ConsoleApp"
+  targetname "tide"
+  common_c()
+  includedirs { "core/include", "/usr/include/lua5.4" }
+  buildoptions(WARN)
+  files { "lua/*.c", "lua/*.h" }
+  links { "tide", "lua5.4" }
+  links(SYSLIBS)
+  linkoptions { "-Wl,-E" }

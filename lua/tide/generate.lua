@@ -1,0 +1,148 @@
+--- tide.generate: generate, stream and select for sessions.
+-- Stopping: max_tokens, end-of-generation tokens, stop strings (matched
+-- across token boundaries and cut from the output) and a Lua predicate.
+local sampler = require "tide.sampler"
+
+local M = {}
+
+local GEN_OPTS = {
+  max_tokens = true, sampler = true, seed = true, stop = true, until_fn = true,
+  ignore_eog = true, logprobs = true, top = true, processor = true, on_token = true,
+}
+
+local function check_opts(opts, name)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not GEN_OPTS[k] then error(string.format("%s: unknown option '%s'", name, tostring(k)), 3) end
+  end
+  return opts
+end
+
+local function now() return os.clock() end
+
+-- Length of the longest suffix of s that is a proper prefix of some stop
+-- string (those bytes must wait: the next token may complete a stop string).
+local function held_back(s, stops)
+  local keep = 0
+  for _, st in ipairs(stops) do
+    for n = math.min(#st - 1, #s), 1, -1 do
+      if n > keep and s:sub(-n) == st:sub(1, n) then keep = n; break end
+    end
+  end
+  return keep
+end
+
+--- A stepper: returns a function that produces the next piece of text (or
+-- nil when done) and an info table it fills as it goes.
+function M.stepper(session, opts)
+  local model = session.model
+  local n_vocab = model.info.n_vocab
+  local spec = opts.sampler
+  if spec == nil or type(spec) == "string" or (type(spec) == "table" and not sampler.is_spec(spec)) then
+    spec = sampler.new(spec)
+  end
+  local chain = spec:build(n_vocab, opts.seed or session.seed)
+  local stops = opts.stop
+  if type(stops) == "string" then stops = { stops } end
+  stops = stops or {}
+  local max_tokens = opts.max_tokens or 128
+  local detok = model.h:detok_stream()
+  local info = { tokens = {}, logprobs = opts.logprobs and {} or nil, top = opts.top and {} or nil,
+                 n_tokens = 0, stop_reason = nil, text = "" }
+  local pending, done = "", false
+  local t0 = now()
+
+  local function finish(reason, tail)
+    done = true
+    info.stop_reason = info.stop_reason or reason
+    info.elapsed = now() - t0
+    info.tokens_per_s = info.n_tokens / math.max(info.elapsed, 1e-9)
+    chain:close()
+    local out = tail or pending
+    pending = ""
+    info.text = info.text .. out
+    return out ~= "" and out or nil
+  end
+
+  local function next_piece()
+    while not done do
+      if info.n_tokens >= max_tokens then return finish("max_tokens", pending .. detok()) end
+      local logits = session:logits()
+      if opts.processor then
+        logits = logits:copy()
+        opts.processor(logits, session)
+      end
+      local id = chain:sample(logits)
+      if info.logprobs then info.logprobs[#info.logprobs + 1] = logits:logprob(id) end
+      if info.top then
+        local ids, vals = logits:topk(opts.top)
+        info.top[#info.top + 1] = { ids = ids, logits = vals }
+      end
+      if model.h:is_eog(id) and not opts.ignore_eog then
+        info.eog_token = id
+        return finish("eog", pending .. detok())
+      end
+      chain:accept(id)
+      info.tokens[#info.tokens + 1] = id
+      info.n_tokens = info.n_tokens + 1
+      session:feed({ id })
+      if opts.on_token then opts.on_token(id, session) end
+      pending = pending .. detok(id)
+      for _, st in ipairs(stops) do
+        local at = pending:find(st, 1, true)
+        if at then
+          info.stop_reason = "stop"
+          info.stop_string = st
+          return finish("stop", pending:sub(1, at - 1))
+        end
+      end
+      if opts.until_fn and opts.until_fn(info.text .. pending, id) then
+        return finish("predicate", pending)
+      end
+      local keep = held_back(pending, stops)
+      if #pending > keep then
+        local out = pending:sub(1, #pending - keep)
+        pending = pending:sub(#pending - keep + 1)
+        info.text = info.text .. out
+        return out
+      end
+    end
+    return nil
+  end
+  return next_piece, info
+end
+
+--- session:generate{ max_tokens, sampler, seed, stop, until_fn, ignore_eog,
+-- logprobs, top, processor, on_token } -> text, info
+function M.generate(session, opts)
+  opts = check_opts(opts, "generate")
+  local step, info = M.stepper(session, opts)
+  local parts = {}
+  for piece in step do parts[#parts + 1] = piece end
+  return table.concat(parts), info
+end
+
+--- session:stream{...} -> iterator over text pieces (same options); the
+-- second value is the info table, complete when the iterator ends.
+function M.stream(session, opts)
+  opts = check_opts(opts, "stream")
+  return M.stepper(session, opts)
+end
+
+--- session:select{ "yes", "no", ... } -> best choice, { [choice] = logprob }
+-- Scores each continuation by the sum of its tokens' log-probabilities
+-- (each choice in its own fork, so the session itself is unchanged).
+function M.select(session, choices)
+  if type(choices) ~= "table" or #choices == 0 then error("select: a non-empty list of strings expected", 2) end
+  local model = session.model
+  local scores, best, best_lp = {}, nil, -math.huge
+  for _, choice in ipairs(choices) do
+    local ids = model:tokenize(choice, { bos = false })
+    local lp = #ids > 0 and session:score(ids) or 0.0
+    scores[choice] = lp
+    if lp > best_lp then best, best_lp = choice, lp end
+  end
+  return best, scores
+end
+
+return M

@@ -1,0 +1,31 @@
+--- tide: scripted generation over tide's C core.
+-- `local tide = require "tide"`; see docs/lua-api.md for every name.
+-- Layer: Lua package (policy lives here; per-vocabulary loops live in C).
+local core = require "tide.core"
+local Model = require "tide.model"
+local sampler = require "tide.sampler"
+
+local tide = {
+  core = core,
+  version = string.format("%d.%d.%d", core.version_num // 10000,
+                          core.version_num // 100 % 100, core.version_num % 100),
+  sampler = sampler.new,
+}
+
+--- Loads a GGUF model. Raises on failure with the core's message.
+-- opts: threads, n_ctx (positions per sequence), n_cells (KV cache budget in
+-- positions, shared by all sessions), n_seq_max, n_batch, kv_type ("f16" or
+-- "f32"), vocab_only (tokenizer only).
+function tide.load(path, opts)
+  return Model.load(path, opts)
+end
+
+--- Sets the number of kernel threads for every model of this Lua state.
+function tide.set_threads(n) core.set_threads(n) end
+
+tide.greedy = require "tide.greedy"
+tide.beam = require "tide.beam"
+tide.best_of_n = require "tide.best_of_n"
+tide.self_consistency = require "tide.self_consistency"
+
+return tide

@@ -1,0 +1,27 @@
+--- spec/helper.lua: shared bits of the busted specs.
+local M = {}
+
+--- The fixtures folder, or nil (specs then report a pending reason).
+function M.fixtures()
+  local dir = os.getenv("TIDE_FIXTURES") or "../shared/fixtures"
+  local f = io.open(dir .. "/README.md", "rb")
+  if not f then return nil end
+  f:close()
+  return dir
+end
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Space-separated integers of a file.
+function M.ints(path)
+  local t = {}
+  for n in M.read(path):gmatch("%-?%d+") do t[#t + 1] = math.tointeger(tonumber(n)) end
+  return t
+end
+
+return M
