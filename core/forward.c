@@ -457,5 +457,10 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
     tidei_matmul(env, &m->output, ctx->xb, n_out, ctx->logits, ctx->mm_scratch);
   }
   ctx->n_logits = n_out;
+  ctx->stats.n_decodes++;
+  ctx->stats.n_rows += n;
+  ctx->stats.n_logit_rows += n_out;
   return TIDE_OK;
 }
+
+void tide_ctx_get_stats(const tide_ctx *ctx, tide_ctx_stats *out) { *out = ctx->stats; }

@@ -99,6 +99,7 @@ struct tide_ctx {
   int32_t *out_rows;        /* (n_batch) rows whose logits are computed */
   float *logits;            /* (n_batch, n_vocab) */
   int32_t n_logits;         /* rows of logits of the last decode */
+  tide_ctx_stats stats;     /* counters since creation (tide_ctx_get_stats) */
 
   /* what the attention task reads (set per layer by tide_decode) */
   const tide_batch_row *rows;

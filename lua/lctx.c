@@ -181,7 +181,48 @@ static int c_logits(lua_State *L) {
   return 1;
 }
 
+/* ctx:stats() -> { decodes =, rows =, logit_rows = } */
+static int c_stats(lua_State *L) {
+  tide_ctx_stats st;
+  tide_ctx_get_stats(lt_checkctx(L, 1, NULL), &st);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, st.n_decodes);
+  lua_setfield(L, -2, "decodes");
+  lua_pushinteger(L, st.n_rows);
+  lua_setfield(L, -2, "rows");
+  lua_pushinteger(L, st.n_logit_rows);
+  lua_setfield(L, -2, "logit_rows");
+  return 1;
+}
+
+/* ctx:greedy(seq, n) -> array of n ids: the greedy loop entirely in C (argmax
+** of the last logits, decode, repeat), for embedders' fast path and as the
+** baseline the Lua generate loop is benchmarked against. Stops early at an
+** end-of-generation token only if stop_eog is true. */
+static int c_greedy(lua_State *L) {
+  lt_ctx *b;
+  tide_ctx *ctx = lt_checkctx(L, 1, &b);
+  int32_t seq = checkseq(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n >= 0 && n <= INT32_MAX, 3, "token count out of range");
+  if (tide_ctx_n_logits(ctx) < 1) return luaL_error(L, "greedy: the last decode kept no logits");
+  lua_createtable(L, (int)n, 0);
+  const float *lg = tide_ctx_logits(ctx, tide_ctx_n_logits(ctx) - 1);
+  for (lua_Integer i = 0; i < n; i++) {
+    int32_t id = tide_argmax(lg, b->n_vocab);
+    tide_batch_row r = { seq, tide_seq_len(ctx, seq), id, 1 };
+    b->gen++;
+    int st = tide_decode(ctx, &r, 1);
+    if (st) return lt_fail(L, st);
+    lua_pushinteger(L, id);
+    lua_rawseti(L, -2, i + 1);
+    lg = tide_ctx_logits(ctx, 0);
+  }
+  return 1;
+}
+
 static const luaL_Reg ctx_methods[] = {
+  { "stats", c_stats }, { "greedy", c_greedy },
   { "seq_new", c_seq_new }, { "fork", c_fork }, { "truncate", c_truncate },
   { "seq_free", c_seq_free }, { "seq_len", c_seq_len }, { "free_cells", c_free_cells },
   { "feed", c_feed }, { "step", c_step }, { "logits", c_logits }, { "close", c_close },

@@ -353,6 +353,17 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n);
 const float *tide_ctx_logits(const tide_ctx *ctx, int32_t i);
 int32_t tide_ctx_n_logits(const tide_ctx *ctx);
 
+/* Counters since the context was made: how much work decodes did. A row is
+** one (sequence, position, token) run through the model, so prompt tokens
+** processed = rows fed as prompts: forks that share a prefix add none. */
+typedef struct {
+  int64_t n_decodes;     /* successful tide_decode calls */
+  int64_t n_rows;        /* rows processed by them */
+  int64_t n_logit_rows;  /* rows whose logits were computed */
+} tide_ctx_stats;
+
+void tide_ctx_get_stats(const tide_ctx *ctx, tide_ctx_stats *out);
+
 /* ---------------------------------------------------------------- sampling */
 
 /* A sampler is an ordered chain of stages run in C over a logits buffer,

@@ -10,10 +10,24 @@ local GEN_OPTS = {
   ignore_eog = true, logprobs = true, top = true, processor = true, on_token = true,
 }
 
-local function check_opts(opts, name)
+local function check_opts(session, opts, name)
   opts = opts or {}
+  if type(opts) ~= "table" then error(string.format("%s: options table expected, got %s", name, type(opts)), 3) end
   for k in pairs(opts) do
     if not GEN_OPTS[k] then error(string.format("%s: unknown option '%s'", name, tostring(k)), 3) end
+  end
+  local mt = opts.max_tokens
+  if mt ~= nil then
+    local room = session.model.n_ctx - session.pos
+    if math.type(mt) ~= "integer" or mt < 0 then
+      error(string.format("%s: max_tokens must be a non-negative integer, got %s", name, tostring(mt)), 3)
+    elseif mt > room then
+      error(string.format("%s: max_tokens %d exceeds the room left in the context (%d of n_ctx %d)",
+                          name, mt, room, session.model.n_ctx), 3)
+    end
+  end
+  if opts.stop ~= nil and type(opts.stop) ~= "string" and type(opts.stop) ~= "table" then
+    error(string.format("%s: stop must be a string or a list of strings", name), 3)
   end
   return opts
 end
@@ -45,7 +59,7 @@ function M.stepper(session, opts)
   local stops = opts.stop
   if type(stops) == "string" then stops = { stops } end
   stops = stops or {}
-  local max_tokens = opts.max_tokens or 128
+  local max_tokens = opts.max_tokens or math.min(128, session.model.n_ctx - session.pos)
   local detok = model.h:detok_stream()
   local info = { tokens = {}, logprobs = opts.logprobs and {} or nil, top = opts.top and {} or nil,
                  n_tokens = 0, stop_reason = nil, text = "" }
@@ -109,24 +123,60 @@ function M.stepper(session, opts)
     end
     return nil
   end
-  return next_piece, info
+  local function close()
+    if not done then finish("closed") end
+  end
+  return next_piece, info, close
 end
 
 --- session:generate{ max_tokens, sampler, seed, stop, until_fn, ignore_eog,
 -- logprobs, top, processor, on_token } -> text, info
 function M.generate(session, opts)
-  opts = check_opts(opts, "generate")
+  opts = check_opts(session, opts, "generate")
   local step, info = M.stepper(session, opts)
   local parts = {}
   for piece in step do parts[#parts + 1] = piece end
   return table.concat(parts), info
 end
 
---- session:stream{...} -> iterator over text pieces (same options); the
--- second value is the info table, complete when the iterator ends.
+--- session:stream{...} -> iterator over text pieces (same options), for a
+-- generic for: `for piece in s:stream{...} do ... end`. The iterator runs in
+-- a coroutine, so a host can call it a few times per frame; breaking out of
+-- the loop (or closing the fourth value, a to-be-closed handle) ends the
+-- generation and frees the sampler. The info table is the iterator's
+-- field: `local it = s:stream{...}` then `it.info` (also returned second
+-- when called as a function: it() returns piece, info).
+local Stream = {}
+Stream.__index = Stream
+Stream.__name = "tide.Stream"
+function Stream.__call(self)
+  if self.done then return nil end
+  local ok, piece = coroutine.resume(self.co)
+  if not ok then
+    self:close()
+    error(piece, 2)
+  end
+  if piece == nil then self.done = true end
+  return piece, self.info
+end
+function Stream.close(self)
+  if not self.done then
+    self.done = true
+    if coroutine.status(self.co) == "suspended" then coroutine.close(self.co) end
+    self.stop()
+  end
+end
+Stream.__close = Stream.close
+
 function M.stream(session, opts)
-  opts = check_opts(opts, "stream")
-  return M.stepper(session, opts)
+  opts = check_opts(session, opts, "stream")
+  local step, info, stop = M.stepper(session, opts)
+  local self = setmetatable({ info = info, stop = stop, done = false }, Stream)
+  self.co = coroutine.create(function()
+    for piece in step do coroutine.yield(piece) end
+    return nil
+  end)
+  return self, nil, nil, self
 end
 
 --- session:select{ "yes", "no", ... } -> best choice, { [choice] = logprob }

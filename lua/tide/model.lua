@@ -38,10 +38,10 @@ function Model.load(path, opts)
   local h, msg = core.load(path, { vocab_only = opts.vocab_only or false })
   if not h then error(msg, 3) end
   local info = h:info()
+  local n_ctx = opts.n_ctx or math.min(info.n_ctx_train > 0 and info.n_ctx_train or 2048, 4096)
   local self = setmetatable({
     h = h, info = info, ctx = nil, gen = 0,
-    ctx_opts = { n_ctx = opts.n_ctx or math.min(info.n_ctx_train > 0 and info.n_ctx_train or 2048, 4096),
-                 n_cells = opts.n_cells, n_seq_max = opts.n_seq_max, n_batch = opts.n_batch,
+    ctx_opts = { n_ctx = n_ctx, n_cells = opts.n_cells or 4 * n_ctx, n_seq_max = opts.n_seq_max, n_batch = opts.n_batch,
                  kv_type = opts.kv_type },
   }, Model)
   return self
@@ -94,6 +94,13 @@ function Model:session(opts)
   local ctx = self:context()
   return setmetatable({ model = self, ctx = ctx, seq = ctx:seq_new(), tokens = {},
                         seed = opts.seed or 0, forks = 0 }, Session)
+end
+
+--- Work counters of the model's context: { decodes, rows, logit_rows }.
+-- rows counts every token run through the model, prompts included.
+function Model:stats()
+  if not self.ctx then return { decodes = 0, rows = 0, logit_rows = 0 } end
+  return self.ctx:stats()
 end
 
 --- Decodes one token for each session in one batched forward pass.
@@ -174,8 +181,16 @@ function Session:fork(n)
     return child
   end
   if n == nil then return one() end
+  if math.type(n) ~= "integer" or n < 1 then error("fork: n must be a positive integer", 2) end
   local kids = {}
-  for i = 1, n do kids[i] = one() end
+  for i = 1, n do
+    local ok, kid = pcall(one)
+    if not ok then -- all or nothing: free the children made so far
+      for _, k in ipairs(kids) do k:close() end
+      error(string.format("fork: child %d of %d: %s", i, n, tostring(kid)), 2)
+    end
+    kids[i] = kid
+  end
   return kids
 end
 

@@ -55,8 +55,9 @@ static void vocab_free(vocab *v) {
 }
 
 /* Tokens 256.. are pairs of common bytes, each with its merge rule; past
-** those, unreachable filler tokens "~N" (real vocabularies have unreachable
-** tokens too). The last token is <|endoftext|>. */
+** those, unreachable filler tokens spelling k in base-23 "digits" of common
+** letters (real vocabularies have unreachable tokens too). The last token is
+** <|endoftext|>. */
 static int vocab_make(vocab *v, int32_t n_vocab) {
   static const char common[] = " etaoinshrdlucmfwypvbgk";
   int32_t nc = (int32_t)sizeof common - 1;
@@ -79,7 +80,9 @@ static int vocab_make(vocab *v, int32_t n_vocab) {
       memcpy(m + la + 1, s + la, (size_t)lb);
       if (!(v->merge[v->n_merge++] = strdup(m))) return -1;
     } else {
-      snprintf(s, sizeof s, "~%d", k);
+      int len = 0;
+      for (int32_t r = k; r > 0 && len < 8; r /= nc) len += byte_char((unsigned char)common[r % nc], s + len);
+      s[len] = 0;
     }
     if (!(v->tok[id] = strdup(s))) return -1;
   }
