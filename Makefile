@@ -40,6 +40,7 @@ test: build asan
 
 bench: build
 	@build/release/bench
+	@build/release/tide spec/tools/bench.lua
 
 demo: build
 	@build/release/demo

@@ -4,6 +4,7 @@
 ** userdata, turns status codes into Lua errors carrying the core's message.
 */
 #include <string.h>
+#include <time.h>
 
 #include "ltide.h"
 
@@ -140,7 +141,16 @@ static int l_isa(lua_State *L) {
   return 1;
 }
 
+/* core.clock() -> seconds of a monotonic wall clock (for timing). */
+static int l_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  { "clock", l_clock },
   { "set_threads", l_set_threads },
   { "threads", l_threads },
   { "isa", l_isa },

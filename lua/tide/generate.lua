@@ -1,6 +1,7 @@
 --- tide.generate: generate, stream and select for sessions.
 -- Stopping: max_tokens, end-of-generation tokens, stop strings (matched
 -- across token boundaries and cut from the output) and a Lua predicate.
+local core = require "tide.core"
 local sampler = require "tide.sampler"
 
 local M = {}
@@ -32,7 +33,7 @@ local function check_opts(session, opts, name)
   return opts
 end
 
-local function now() return os.clock() end
+local now = core.clock
 
 -- Length of the longest suffix of s that is a proper prefix of some stop
 -- string (those bytes must wait: the next token may complete a stop string).
