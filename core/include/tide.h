@@ -364,6 +364,69 @@ typedef struct {
 
 void tide_ctx_get_stats(const tide_ctx *ctx, tide_ctx_stats *out);
 
+/* ---------------------------------------------------------------- constraints */
+
+/* A constraint is a compiled matcher over bytes (a regex automaton or a
+** grammar recognizer); it is immutable, reference counted and shared by every
+** matcher made from it. A matcher is one position in it: mask says which
+** tokens may come next, advance consumes one. Matchers are cheap to clone,
+** so each forked sequence carries its own. */
+typedef struct tide_constraint tide_constraint;
+typedef struct tide_matcher tide_matcher;
+/* Built once per tokenizer: a byte trie over every token's piece, laid out
+** for a depth-first walk that skips rejected subtrees. Keeps tok alive. */
+typedef struct tide_vocab_index tide_vocab_index;
+
+int tide_vocab_index_new(const tide_tokenizer *tok, tide_vocab_index **out);
+void tide_vocab_index_free(tide_vocab_index *vi);
+
+/* A regex in PCRE2 syntax, restricted to its regular subset (classes,
+** Unicode properties, escapes, quantifiers incl. {m,n}, alternation, groups,
+** anchors). The whole output must match (implicitly anchored at both ends).
+** Backreferences, lookaround and the like fail with TIDE_ERR_UNSUPPORTED and
+** a message naming the construct and its offset; syntax errors give
+** TIDE_ERR_FORMAT with the offset. */
+int tide_regex_compile(tide_env *env, const char *pattern, size_t len,
+                       tide_constraint **out);
+
+/* A GBNF grammar (llama.cpp's dialect); root names the start rule (NULL:
+** "root"). Errors name the line and column. */
+int tide_grammar_compile(tide_env *env, const char *src, size_t len,
+                         const char *root, tide_constraint **out);
+
+/* A JSON Schema (as JSON text). Keywords the converter cannot honour fail
+** with TIDE_ERR_UNSUPPORTED and a message listing them. */
+int tide_json_schema_compile(tide_env *env, const char *json, size_t len,
+                             tide_constraint **out);
+
+void tide_constraint_free(tide_constraint *c);
+
+/* A matcher at the start of c for vi's vocabulary. Keeps c and vi alive. */
+int tide_matcher_new(tide_constraint *c, const tide_vocab_index *vi,
+                     tide_matcher **out);
+void tide_matcher_free(tide_matcher *m);
+int tide_matcher_clone(const tide_matcher *m, tide_matcher **out);
+
+/* Writes the set of tokens that may come next as n_vocab bits (bit id%32 of
+** word id/32; (n_vocab+31)/32 words). End-of-generation tokens are allowed
+** exactly when the matcher accepts. Allocates nothing. */
+void tide_matcher_mask(tide_matcher *m, uint32_t *bits);
+
+/* Consumes a token. An illegal token is TIDE_ERR_ARG (message names it) and
+** leaves the state unchanged. An end-of-generation token is legal when the
+** matcher accepts and changes nothing. */
+int tide_matcher_advance(tide_matcher *m, int32_t token);
+
+/* Consumes raw bytes (all or nothing), e.g. a forced prefix. */
+int tide_matcher_advance_bytes(tide_matcher *m, const char *s, size_t n);
+
+int tide_matcher_accepting(const tide_matcher *m);
+/* Nonzero when nothing more can follow (generation must end). */
+int tide_matcher_finished(const tide_matcher *m);
+
+/* logits[id] = -INFINITY for every id whose bit is clear. */
+void tide_mask_apply(const uint32_t *bits, float *logits, int32_t n_vocab);
+
 /* ---------------------------------------------------------------- sampling */
 
 /* A sampler is an ordered chain of stages run in C over a logits buffer,
