@@ -15,7 +15,7 @@ else
 fi
 
 run_c() { # $1 = binary
-  out=$(TIDE_FIXTURES=${TIDE_FIXTURES:-../shared/fixtures} timeout 600 "$1" 2>&1)
+  out=$(timeout 600 "$1" 2>&1)
   rc=$?
   line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
   printf '%s\n' "$out" | grep -E '^(FAIL|skip)|Sanitizer|runtime error' | head -n 40

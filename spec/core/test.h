@@ -34,10 +34,8 @@ static inline int check_(int ok, const char *what, const char *file, int line) {
 
 /* The shared fixtures folder, or NULL (tests then skip with a reason). */
 static inline const char *test_fixtures(void) {
-  static const char *cands[] = { "../shared/fixtures", NULL };
-  const char *env = getenv("TIDE_FIXTURES");
-  if (env) return env;
-  for (int i = 0; cands[i]; i++) {
+  const char *cands[] = { getenv("TIDE_FIXTURES"), "../shared/fixtures", NULL };
+  for (int i = cands[0] ? 0 : 1; cands[i]; i++) {
     char p[512];
     snprintf(p, sizeof p, "%s/README.md", cands[i]);
     FILE *f = fopen(p, "rb");
