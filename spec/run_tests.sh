@@ -14,6 +14,23 @@ else
   add 1 0
 fi
 
+# The public header compiles alone, as C and as C++.
+for lang in c c++; do
+  if printf '#include "tide.h"\n' | ${CC:-gcc} -x $lang -fsyntax-only -Wall -Wextra -Werror -Icore/include - ; then
+    add 1 0
+  else
+    echo "FAIL tide.h does not compile alone as $lang"; add 0 1
+  fi
+done
+
+# Lua style: luacheck over the package, specs and tools (.luacheckrc).
+if command -v luacheck >/dev/null 2>&1; then
+  if out=$(luacheck --no-color -q lua spec 2>&1); then add 1 0
+  else printf '%s\n' "$out" | tail -n 20; echo "FAIL luacheck"; add 0 1; fi
+else
+  echo "skip luacheck: not installed (Debian lua-check)"
+fi
+
 run_c() { # $1 = binary
   out=$(timeout 600 "$1" 2>&1)
   rc=$?

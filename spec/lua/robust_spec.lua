@@ -69,7 +69,7 @@ describe_fix("tide runtime guarantees", function()
     local s <close> = llama:session()
     s:feed("Hello")
     local it, a, b, closer = s:stream { max_tokens = 20, ignore_eog = true }
-    for _ in it, a, b, closer do break end
+    for _ in it, a, b, closer do break end -- luacheck: ignore 512
     assert.is_true(it.done)
     assert.are.equal("closed", it.info.stop_reason)
     -- the session continues normally afterwards
