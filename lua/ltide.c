@@ -170,5 +170,6 @@ int luaopen_tide_core(lua_State *L) {
   lt_open_model(L);
   lt_open_ctx(L);
   lt_open_sampler(L);
+  lt_open_yaml(L);
   return 1;
 }

@@ -60,5 +60,6 @@ const float *lt_logits_data(lua_State *L, int idx, int32_t *n);
 void lt_open_model(lua_State *L);
 void lt_open_ctx(lua_State *L);
 void lt_open_sampler(lua_State *L);
+void lt_open_yaml(lua_State *L);
 
 #endif

@@ -53,6 +53,7 @@ function M.stepper(session, opts)
   local model = session.model
   local n_vocab = model.info.n_vocab
   local spec = opts.sampler
+  if spec == nil and model.manifest and model.manifest.sampler then spec = model.manifest.sampler end
   if spec == nil or type(spec) == "string" or (type(spec) == "table" and not sampler.is_spec(spec)) then
     spec = sampler.new(spec)
   end

@@ -23,6 +23,7 @@ end
 --- Sets the number of kernel threads for every model of this Lua state.
 function tide.set_threads(n) core.set_threads(n) end
 
+tide.yaml = require "tide.yaml"
 tide.greedy = require "tide.greedy"
 tide.beam = require "tide.beam"
 tide.best_of_n = require "tide.best_of_n"

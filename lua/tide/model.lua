@@ -3,6 +3,7 @@
 -- is one sequence in it. Token ids are the model's own 0-based ids.
 local core = require "tide.core"
 local generate = require "tide.generate"
+local manifest = require "tide.manifest"
 
 local Model = {}
 local Session = {}
@@ -26,7 +27,7 @@ function Model.__tostring(self)
 end
 
 local LOAD_OPTS = { threads = true, n_ctx = true, n_cells = true, n_seq_max = true,
-                    n_batch = true, kv_type = true, vocab_only = true }
+                    n_batch = true, kv_type = true, vocab_only = true, manifest = true }
 
 function Model.load(path, opts)
   if type(path) ~= "string" then error("tide.load: path (string) expected, got " .. type(path), 3) end
@@ -35,12 +36,14 @@ function Model.load(path, opts)
     if not LOAD_OPTS[k] then error(string.format("tide.load: unknown option '%s'", tostring(k)), 3) end
   end
   if opts.threads then core.set_threads(opts.threads) end
+  -- the manifest first: a bad one raises before the model is opened
+  local mf = opts.manifest ~= false and manifest.for_model(path) or nil
   local h, msg = core.load(path, { vocab_only = opts.vocab_only or false })
   if not h then error(msg, 3) end
   local info = h:info()
   local n_ctx = opts.n_ctx or math.min(info.n_ctx_train > 0 and info.n_ctx_train or 2048, 4096)
   local self = setmetatable({
-    h = h, info = info, ctx = nil, gen = 0,
+    h = h, info = info, ctx = nil, gen = 0, manifest = mf,
     ctx_opts = { n_ctx = n_ctx, n_cells = opts.n_cells or 4 * n_ctx, n_seq_max = opts.n_seq_max, n_batch = opts.n_batch,
                  kv_type = opts.kv_type },
   }, Model)
