@@ -44,16 +44,21 @@ void tidei_vec_dot_bf16_scalar(int64_t n, const void *w, const void *x, float *o
   *out = (float)s;
 }
 
-/* out = sum_blocks (d_w*d_x) * sum_j qw[j]*qx[j] */
+/* out = sum_blocks (d_w*d_x) * sum_j qw[j]*qx[j], in llama.cpp's x86 order:
+** 8 float lanes, lane k += (d_w*d_x) * (int sum of elements 4k..4k+3) by
+** fma block by block, then ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
 void tidei_vec_dot_q8_0_scalar(int64_t n, const void *w, const void *x, float *out) {
   const tidei_block_q8_0 *a = w, *b = x;
-  float s = 0;
+  float l[8] = { 0 };
   for (int64_t i = 0; i < n / QK8_0; i++) {
-    int32_t sumi = 0;
-    for (int j = 0; j < QK8_0; j++) sumi += a[i].qs[j] * b[i].qs[j];
-    s += (float)sumi * (tidei_f16_to_f32(a[i].d) * tidei_f16_to_f32(b[i].d));
+    float d = tidei_f16_to_f32(a[i].d) * tidei_f16_to_f32(b[i].d);
+    for (int k = 0; k < 8; k++) {
+      int32_t sumi = 0;
+      for (int j = 4 * k; j < 4 * k + 4; j++) sumi += a[i].qs[j] * b[i].qs[j];
+      l[k] = fmaf(d, (float)sumi, l[k]);
+    }
   }
-  *out = s;
+  *out = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
 /* out = sum_blocks (d_w*d_x) * sum_j (nib_j - 8)*qx[j]; low nibbles are
@@ -181,6 +186,9 @@ static const struct tidei_kernels kernels_scalar = {
     [TIDE_Q8_0] = tidei_quant_q8_0_scalar,
     [TIDE_Q8_K] = tidei_quant_q8_K_scalar,
   },
+  { 0 }, /* no tile kernels */
+  { 0 },
+  { 0 },
 };
 
 const struct tidei_kernels *tidei_kernels_scalar(void) { return &kernels_scalar; }
@@ -208,6 +216,7 @@ typedef struct {
   const struct tidei_kernels *k;
   const float *x;       /* (n_tok, n_in) */
   char *xq;             /* (n_tok, xrow bytes): x in vec_dtype */
+  char *xp;             /* the tile kernel's panel of xq, or NULL */
   size_t xrow, wrow;    /* bytes per activation row, per weight row */
   int64_t n_tok;
   float *y;             /* (n_tok, n_out) */
@@ -218,19 +227,33 @@ static size_t act_row_size(const tidei_mat *w) {
   return tide_dtype_row_size(tidei_dtype(w->dtype)->vec_dtype, w->n_in);
 }
 
+/* Dtypes some table has a tile kernel for. */
+static int tiled_dtype(int dtype) { return dtype == TIDE_Q8_0 || dtype == TIDE_Q4_0; }
+
+/* The panel starts at a 64-byte offset past the activation rows. */
+static size_t panel_offset(const tidei_mat *w, int64_t n_tok) {
+  return (act_row_size(w) * (size_t)n_tok + 63) & ~(size_t)63;
+}
+
 size_t tidei_matmul_scratch(const tidei_mat *w, int64_t n_tok) {
   if (w->dtype == TIDE_F32) return 0;
+  if (n_tok > 1 && tiled_dtype(w->dtype))
+    return panel_offset(w, n_tok) + tidei_panel_size(w->n_in, n_tok);
   return act_row_size(w) * (size_t)n_tok;
 }
 
-/* X rows [t0, t1) -> vec_dtype rows in scratch. */
+/* X rows [t0, t1) -> vec_dtype rows in scratch; with a panel, the rows go in
+** groups of 8 and each group is packed after it is quantized. */
 static void mm_quant(void *arg, int ith, int nth) {
   mm_task *t = arg;
   int64_t t0, t1;
-  tidei_split(t->n_tok, ith, nth, 1, &t0, &t1);
+  tidei_split(t->n_tok, ith, nth, t->xp ? 8 : 1, &t0, &t1);
   tidei_from_float_fn q = t->k->quant[tidei_dtype(t->w->dtype)->vec_dtype];
   for (int64_t i = t0; i < t1; i++)
     q(t->x + i * t->w->n_in, t->xq + (size_t)i * t->xrow, t->w->n_in);
+  if (t->xp && t0 < t1)
+    t->k->pack[t->w->dtype](t->w->n_in, t->xq + (size_t)t0 * t->xrow, t->xrow, t1 - t0,
+                            t->xp + tidei_panel_size(t->w->n_in, t0));
 }
 
 /* Y[:, r0:r1] = X W[r0:r1]^T. Rows go in tiles small enough to stay in L1
@@ -241,8 +264,18 @@ static void mm_rows(void *arg, int ith, int nth) {
   const tidei_mat *w = t->w;
   int64_t r0, r1;
   tidei_split(w->n_out, ith, nth, 16, &r0, &r1);
-  tidei_vec_dot_fn dot = t->k->vec_dot[w->dtype];
   const char *wd = w->data;
+  if (t->xp) {
+    if (r0 < r1)
+      t->k->tile[w->dtype](w->n_in, wd + (size_t)r0 * t->wrow, t->wrow, r1 - r0, t->xp,
+                           t->n_tok, t->y + r0, w->n_out);
+    return;
+  }
+  if (t->n_tok == 1 && t->k->rows[w->dtype]) {
+    if (r0 < r1) t->k->rows[w->dtype](w->n_in, wd + (size_t)r0 * t->wrow, t->wrow, r1 - r0, t->xq, t->y + r0);
+    return;
+  }
+  tidei_vec_dot_fn dot = t->k->vec_dot[w->dtype];
   int64_t tile = t->n_tok == 1 ? r1 - r0 : (int64_t)(32768 / (t->wrow + 1));
   if (tile < 1) tile = 1;
   if (tile > 16 && t->n_tok > 1) tile = 16;
@@ -266,6 +299,8 @@ static void mm_setup(mm_task *t, const struct tidei_kernels *k, const tidei_mat 
   t->wrow = tide_dtype_row_size(w->dtype, w->n_in);
   t->xrow = act_row_size(w);
   t->xq = w->dtype == TIDE_F32 ? (char *)(uintptr_t)x : (char *)scratch;
+  t->xp = n_tok > 1 && tiled_dtype(w->dtype) && k->tile[w->dtype]
+              ? (char *)scratch + panel_offset(w, n_tok) : NULL;
 }
 
 void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
@@ -279,12 +314,13 @@ void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
   mm_task t;
   mm_setup(&t, env->force_scalar ? &kernels_scalar : env->k, w, x, n_tok, y, scratch);
   if (w->dtype != TIDE_F32) {
-    if (n_tok >= 4) tidei_pool_run(env, mm_quant, &t);
+    if (n_tok >= 16) tidei_pool_run(env, mm_quant, &t);
     else mm_quant(&t, 0, 1);
   }
   tidei_pool_run(env, mm_rows, &t);
 }
 
+/* The reference never tiles: vec_dot per row and token, one thread. */
 void tidei_matmul_ref(const tidei_mat *w, const float *x, int64_t n_tok, float *y,
                       void *scratch) {
   mm_task t;

@@ -103,27 +103,19 @@ AVX2 static inline __m256i dot_i8(__m256i a, __m256i b) {
   return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* out = sum_blocks (d_w*d_x) * sum_j qw[j]*qx[j] */
+/* out = sum_blocks (d_w*d_x) * sum_j qw[j]*qx[j] in llama.cpp's order (see
+** ops.c): acc = fma(d_w*d_x, lanes, acc) block by block, then hsum_ps. */
 AVX2 static void dot_q8_0(int64_t n, const void *w, const void *x, float *out) {
   const tidei_block_q8_0 *a = w, *b = x;
-  int64_t nb = n / QK8_0, i = 0;
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-  for (; i + 2 <= nb; i += 2) {
-    PF(a + i);
-    __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-                        _mm256_loadu_si256((const __m256i *)b[i].qs));
-    __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
-                        _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-    s0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)), _mm256_cvtepi32_ps(p0), s0);
-    s1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i + 1].d) * f16(b[i + 1].d)),
-                         _mm256_cvtepi32_ps(p1), s1);
-  }
-  for (; i < nb; i++) {
+  int64_t nb = n / QK8_0;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; i++) {
+    if (!(i & 1)) PF(a + i);
     __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
                        _mm256_loadu_si256((const __m256i *)b[i].qs));
-    s0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)), _mm256_cvtepi32_ps(p), s0);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)), _mm256_cvtepi32_ps(p), acc);
   }
-  *out = hsum_ps(_mm256_add_ps(s0, s1));
+  *out = hsum_ps(acc);
 }
 
 /* 32 signed weights of a Q4_0 block: low nibbles (elements 0..15) in the
@@ -252,6 +244,114 @@ AVX2 void tidei_vec_dot_q6_K_avx2(int64_t n, const void *w, const void *x, float
   *out = hsum_ps(acc);
 }
 
+/* ---------------------------------------------------------------- tiles */
+
+/* Multi-token Q8_0/Q4_0 (tensor.h: pack, tile): one weight row x 8 tokens,
+** lane t = token t. For each group k of 4 elements, a broadcast of the
+** row's dword k meets dword k of the 8 tokens, so lane t holds the pair's
+** int sum of elements 4k..4k+3, vec_dot's lane k: Q8_0 keeps vec_dot's 8
+** accumulators (same fmas, same order, same hsum tree); Q4_0 sums a block
+** in int before its one fma, as vec_dot does.
+** Panel: per group of 8 tokens, per block, 320 bytes: */
+typedef struct {
+  int32_t xs[8][8]; /* [k][t]: dword k (elements 4k..4k+3) of token t's block */
+  float dx[8];      /* token scales */
+  int32_t c8[8];    /* -8 * the sum of the block (Q4_0: unsigned nibbles) */
+} panel8;
+
+AVX2 static void pack_q8_0(int64_t n_in, const void *xq, size_t xrow, int64_t n_tok, void *xp) {
+  int64_t nb = n_in / QK8_0;
+  panel8 *p = xp;
+  for (int64_t g = 0; g < n_tok; g += 8)
+    for (int64_t b = 0; b < nb; b++, p++)
+      for (int t = 0; t < 8; t++) {
+        int32_t sum = 0;
+        if (g + t >= n_tok) {
+          for (int k = 0; k < 8; k++) p->xs[k][t] = 0;
+          p->dx[t] = 0;
+        } else {
+          const tidei_block_q8_0 *x = (const tidei_block_q8_0 *)((const char *)xq + (size_t)(g + t) * xrow) + b;
+          for (int k = 0; k < 8; k++) memcpy(&p->xs[k][t], x->qs + 4 * k, 4);
+          for (int j = 0; j < QK8_0; j++) sum += x->qs[j];
+          p->dx[t] = f16(x->d);
+        }
+        p->c8[t] = -8 * sum;
+      }
+}
+
+/* Lanes t < nt of v -> y[t*ldy]. */
+AVX2 static inline void col_store(__m256 v, float *y, int64_t ldy, int nt) {
+  float f[8];
+  _mm256_storeu_ps(f, v);
+  for (int t = 0; t < nt; t++) y[t * ldy] = f[t];
+}
+
+#define LDX(k) _mm256_loadu_si256((const __m256i *)p->xs[k])
+
+AVX2 static void q8_0_micro(const tidei_block_q8_0 *a, int64_t nb, const panel8 *p, float *y,
+                            int64_t ldy, int nt) {
+  __m256 acc[8];
+  _Pragma("GCC unroll 8")
+  for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++, p++) {
+    if (!(b & 1)) PF(a + b);
+    __m256 sc = _mm256_mul_ps(_mm256_set1_ps(f16(a[b].d)), _mm256_loadu_ps(p->dx));
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k < 8; k++) {
+      int32_t wk;
+      memcpy(&wk, a[b].qs + 4 * k, 4);
+      __m256i u = _mm256_set1_epi32(wk);
+      __m256i q = _mm256_maddubs_epi16(_mm256_sign_epi8(u, u), _mm256_sign_epi8(LDX(k), u));
+      acc[k] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(_mm256_madd_epi16(q, _mm256_set1_epi16(1))), acc[k]);
+    }
+  }
+  col_store(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
+                          _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]))),
+            y, ldy, nt);
+}
+
+/* Nibble products are at most 15*128*2 per int16 lane: 8 of them still fit. */
+AVX2 static void q4_0_micro(const tidei_block_q4_0 *a, int64_t nb, const panel8 *p, float *y,
+                            int64_t ldy, int nt) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++, p++) {
+    if (!(b & 3)) PF(a + b);
+    __m256i s16 = _mm256_setzero_si256();
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k < 8; k++) {
+      int32_t wk;
+      memcpy(&wk, a[b].qs + 4 * (k & 3), 4);
+      __m256i u = _mm256_set1_epi32(wk);
+      u = k < 4 ? _mm256_and_si256(u, m4) : _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(u, LDX(k)));
+    }
+    __m256i is = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)p->c8),
+                                  _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is),
+                          _mm256_mul_ps(_mm256_set1_ps(f16(a[b].d)), _mm256_loadu_ps(p->dx)), acc);
+  }
+  col_store(acc, y, ldy, nt);
+}
+#undef LDX
+
+/* Rows in chunks of 16 (kept in cache while every group of 8 tokens passes). */
+#define TILE_DRIVER(name, micro, blk)                                                     \
+  AVX2 static void name(int64_t n_in, const void *w, size_t wrow, int64_t nr,            \
+                        const void *xp, int64_t n_tok, float *y, int64_t ldy) {          \
+    int64_t nb = n_in / 32;                                                               \
+    for (int64_t rc = 0; rc < nr; rc += 16)                                               \
+      for (int64_t g = 0; g < n_tok; g += 8)                                              \
+        for (int64_t r = rc; r < rc + 16 && r < nr; r++)                                  \
+          micro((const blk *)((const char *)w + (size_t)r * wrow), nb,                    \
+                (const panel8 *)xp + (g / 8) * nb, y + g * ldy + r, ldy,                  \
+                n_tok - g < 8 ? (int)(n_tok - g) : 8);                                    \
+  }
+
+TILE_DRIVER(tile_q8_0, q8_0_micro, tidei_block_q8_0)
+TILE_DRIVER(tile_q4_0, q4_0_micro, tidei_block_q4_0)
+#undef TILE_DRIVER
+
 /* ---------------------------------------------------------------- quant */
 
 /* f32 -> f16, round to nearest even (VCVTPS2PH imm 0) */
@@ -310,6 +410,9 @@ static const struct tidei_kernels kernels_avx2 = {
     [TIDE_Q8_0] = quant_q8_0,
     [TIDE_Q8_K] = tidei_quant_q8_K_scalar,
   },
+  { [TIDE_Q8_0] = pack_q8_0, [TIDE_Q4_0] = pack_q8_0 },
+  { [TIDE_Q8_0] = tile_q8_0, [TIDE_Q4_0] = tile_q4_0 },
+  { 0 }, /* rows: vec_dot per row */
 };
 
 const struct tidei_kernels *tidei_kernels_avx2(void) { return &kernels_avx2; }

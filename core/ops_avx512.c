@@ -142,32 +142,98 @@ AVX512 static inline __m256i q4_dot(const uint8_t *qs, const int8_t *x, __m256i 
   return _mm256_dpbusd_epi32(_mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, e8, v)), q, v);
 }
 
-/* out = sum_blocks (d_w*d_x) * sum_j qw[j]*qx[j]; 256-bit ops, one block each */
+/* out = sum_blocks (d_w*d_x) * sum_j qw[j]*qx[j] in llama.cpp's order (see
+** ops.c): one 8-lane accumulator, acc = fma(d_w*d_x, lanes, acc) block by
+** block, then hsum256. Lane k of a block = int sum of elements 4k..4k+3. */
 AVX512 static void dot_q8_0(int64_t n, const void *w, const void *x, float *out) {
   const tidei_block_q8_0 *a = w, *b = x;
   int64_t nb = n / QK8_0, i = 0;
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-#define BLK(j, s, scale) \
-  s = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(dot_i8(_mm256_loadu_si256((const __m256i *)a[j].qs), \
-                                                        _mm256_loadu_si256((const __m256i *)b[j].qs))), s)
+  __m256 acc = _mm256_setzero_ps();
+#define BLK(j, scale) \
+  acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(dot_i8(_mm256_loadu_si256((const __m256i *)a[j].qs), \
+                                                          _mm256_loadu_si256((const __m256i *)b[j].qs))), acc)
 #define SC(k) _mm256_permutevar8x32_ps(sc, _mm256_set1_epi32(k))
   for (; i + 8 <= nb; i += 8) {
     const char *pa = (const char *)(a + i);
     for (int k = 0; k < 5; k++) _mm_prefetch(pa + PF_DIST + 64 * k, _MM_HINT_T0);
     __m256 sc = _mm256_mul_ps(scales8_34(a + i), scales8_34(b + i));
-    BLK(i, s0, SC(0));
-    BLK(i + 1, s1, SC(1));
-    BLK(i + 2, s2, SC(2));
-    BLK(i + 3, s3, SC(3));
-    BLK(i + 4, s0, SC(4));
-    BLK(i + 5, s1, SC(5));
-    BLK(i + 6, s2, SC(6));
-    BLK(i + 7, s3, SC(7));
+    for (int k = 0; k < 8; k++) BLK(i + k, SC(k));
   }
-  for (; i < nb; i++) BLK(i, s0, _mm256_set1_ps(f16(a[i].d) * f16(b[i].d)));
+  for (; i < nb; i++) BLK(i, _mm256_set1_ps(f16(a[i].d) * f16(b[i].d)));
 #undef SC
 #undef BLK
-  *out = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  *out = hsum256(acc);
+}
+
+/* [lo, hi] (no avx512dq: the f64x4 insert) */
+AVX512 static inline __m512 pair_ps(__m256 lo, __m256 hi) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+/* rows (tensor.h) for Q8_0: dot_q8_0 on 8 rows at once, two rows per zmm
+** (lanes 0..7 and 8..15 are each row's 8 vec_dot lanes), so the 4 fma
+** chains overlap. The weights go unsigned (w + 128, dpbusd) and the
+** accumulation starts at -128 * the activation's 4-byte sums. */
+AVX512 static void rows_q8_0(int64_t n_in, const void *w, size_t wrow, int64_t nr,
+                             const void *xq, float *y) {
+  const tidei_block_q8_0 *b = xq;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  int64_t nb = n_in / QK8_0, r = 0;
+  for (; r + 8 <= nr; r += 8) {
+    const tidei_block_q8_0 *a[8];
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k < 8; k++) a[k] = (const tidei_block_q8_0 *)((const char *)w + (size_t)(r + k) * wrow);
+    __m512 acc[4];
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < 4; p++) acc[p] = _mm512_setzero_ps();
+#define PAIR(lo, hi) _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+#define QS(q) _mm256_loadu_si256((const __m256i *)(q).qs)
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+      __m256 sx = scales8_34(b + i);
+      __m512 sc[4];
+      _Pragma("GCC unroll 4")
+      for (int p = 0; p < 4; p++) {
+        for (int k = 0; k < 5; k++) {
+          _mm_prefetch((const char *)(a[2 * p] + i) + PF_DIST + 64 * k, _MM_HINT_T0);
+          _mm_prefetch((const char *)(a[2 * p + 1] + i) + PF_DIST + 64 * k, _MM_HINT_T0);
+        }
+        sc[p] = pair_ps(_mm256_mul_ps(scales8_34(a[2 * p] + i), sx),
+                        _mm256_mul_ps(scales8_34(a[2 * p + 1] + i), sx));
+      }
+      _Pragma("GCC unroll 8")
+      for (int j = 0; j < 8; j++) {
+        __m512i xb = _mm512_broadcast_i64x4(QS(b[i + j]));
+        __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xb));
+        const __m512i idx = _mm512_setr_epi32(j, j, j, j, j, j, j, j, 8 + j, 8 + j, 8 + j, 8 + j, 8 + j,
+                                              8 + j, 8 + j, 8 + j);
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < 4; p++) {
+          __m512i u = _mm512_xor_si512(PAIR(QS(a[2 * p][i + j]), QS(a[2 * p + 1][i + j])), flip);
+          __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(nc, u, xb));
+          acc[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sc[p]), q, acc[p]);
+        }
+      }
+    }
+    for (; i < nb; i++) {
+      __m512i xb = _mm512_broadcast_i64x4(QS(b[i]));
+      __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xb));
+      float dx = f16(b[i].d);
+      for (int p = 0; p < 4; p++) {
+        __m512i u = _mm512_xor_si512(PAIR(QS(a[2 * p][i]), QS(a[2 * p + 1][i])), flip);
+        __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(nc, u, xb));
+        __m512 sc = pair_ps(_mm256_set1_ps(f16(a[2 * p][i].d) * dx), _mm256_set1_ps(f16(a[2 * p + 1][i].d) * dx));
+        acc[p] = _mm512_fmadd_ps(sc, q, acc[p]);
+      }
+    }
+#undef QS
+#undef PAIR
+    for (int p = 0; p < 4; p++) {
+      y[r + 2 * p] = hsum256(_mm512_castps512_ps256(acc[p]));
+      y[r + 2 * p + 1] = hsum256(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1)));
+    }
+  }
+  for (; r < nr; r++) dot_q8_0(n_in, (const char *)w + (size_t)r * wrow, xq, &y[r]);
 }
 
 /* [sum(p0), ..., sum(p7)]: the int32 lane sums of 8 vectors. */
@@ -211,6 +277,198 @@ AVX512 static void dot_q4_0(int64_t n, const void *w, const void *x, float *out)
   }
   *out = s;
 }
+
+/* ---------------------------------------------------------------- tiles */
+
+/* Multi-token Q8_0/Q4_0 (tensor.h: pack, tile). A register tile is 4 weight
+** rows x 4 tokens in the 16 lanes of a zmm, lane j = (row j/4, token j%4),
+** two such tiles (8 tokens) at a time. For each group k of 4 elements of a
+** block, one vpermt2d spreads dword k of the 4 rows over their lanes and one
+** dpbusd multiplies them with dword k of the 4 tokens: the lane holds the
+** pair's int sum of elements 4k..4k+3, as vec_dot's lane k. So Q8_0 keeps 8
+** float accumulators per tile (vec_dot's 8 lanes, same fmas in the same
+** order, same hsum tree) and Q4_0 sums the 8 dpbusd of a block in int32
+** before its one fma, as vec_dot does.
+**
+** Panel: per group of 8 tokens, per block, per 4 tokens (h), 288 bytes: */
+typedef struct {
+  int32_t xs[8][4]; /* [k][t]: dword k (elements 4k..4k+3) of token t's block */
+  int32_t nc[8][4]; /* -128 * the sum of those 4 bytes (Q8_0: weights + 128) */
+  float dx[4];      /* token scales */
+  int32_t c8[4];    /* -8 * the sum of the block (Q4_0: unsigned nibbles) */
+} panel4;
+
+/* dword t*8+k of two zmm of 4 token blocks -> [k][t] */
+AVX512 static void pack_q8_0(int64_t n_in, const void *xq, size_t xrow, int64_t n_tok, void *xp) {
+  static const tidei_block_q8_0 zero;
+  const __m512i i0 = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+  const __m512i i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(4));
+  const __m512i ones = _mm512_set1_epi8(1);
+  int64_t nb = n_in / QK8_0;
+  panel4 *p = xp;
+  for (int64_t g = 0; g < n_tok; g += 8)
+    for (int64_t b = 0; b < nb; b++)
+      for (int h = 0; h < 2; h++, p++) {
+        const tidei_block_q8_0 *x[4];
+        for (int t = 0; t < 4; t++) {
+          int64_t tok = g + 4 * h + t;
+          x[t] = tok < n_tok ? (const tidei_block_q8_0 *)((const char *)xq + (size_t)tok * xrow) + b : &zero;
+        }
+#define LD(t) _mm256_loadu_si256((const __m256i *)x[t]->qs)
+        __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(LD(0)), LD(1), 1);
+        __m512i c = _mm512_inserti64x4(_mm512_castsi256_si512(LD(2)), LD(3), 1);
+#undef LD
+        __m512i x0 = _mm512_permutex2var_epi32(a, i0, c), x1 = _mm512_permutex2var_epi32(a, i1, c);
+        __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, x0);
+        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, x1);
+        _mm512_storeu_si512(p->xs[0], x0);
+        _mm512_storeu_si512(p->xs[4], x1);
+        _mm512_storeu_si512(p->nc[0], _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s0, 7)));
+        _mm512_storeu_si512(p->nc[4], _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s1, 7)));
+        __m512i s = _mm512_add_epi32(s0, s1);
+        __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        _mm_storeu_si128((__m128i *)p->c8, _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(s4, 3)));
+        for (int t = 0; t < 4; t++) p->dx[t] = f16(x[t]->d);
+      }
+}
+
+/* The 4 rows' f16 scales of block b (bytes bs apart in a row) as lanes j -> d[j/4]. */
+AVX512 static inline __m512 row_scales(const char *const *w, int64_t b, size_t bs) {
+  uint16_t d[4];
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < 4; r++) memcpy(&d[r], w[r] + (size_t)b * bs, 2);
+  __m128 f = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)d));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                               _mm512_castps128_ps512(f));
+}
+
+#define BC4(p) _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p)))
+
+/* Lanes j of a 16-lane tile result -> y[t*ldy + r], r = j/4 < nr, t = j%4 < nt. */
+AVX512 static inline void tile_store(__m512 v, float *y, int64_t ldy, int nr, int nt) {
+  float f[16];
+  _mm512_storeu_ps(f, v);
+  _Pragma("GCC unroll 8")
+  for (int r = 0; r < nr; r++)
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < nt; t++) y[t * ldy + r] = f[4 * r + t];
+}
+
+/* 4 rows (w[0..3]) x 4*NQ tokens of panel p (nb blocks, stride 2 per block). */
+AVX512 static inline __attribute__((always_inline)) void
+q8_0_micro(const char *const *w, int64_t nb, const panel4 *p, const int NQ, float *y,
+           int64_t ldy, int nr, int nt) {
+  __m512 acc[2][8];
+  _Pragma("GCC unroll 8")
+  for (int h = 0; h < NQ; h++)
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k < 8; k++) acc[h][k] = _mm512_setzero_ps();
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < nb; b++, p += 2) {
+    const tidei_block_q8_0 *r0 = (const tidei_block_q8_0 *)w[0] + b, *r1 = (const tidei_block_q8_0 *)w[1] + b;
+    const tidei_block_q8_0 *r2 = (const tidei_block_q8_0 *)w[2] + b, *r3 = (const tidei_block_q8_0 *)w[3] + b;
+    if (!(b & 1))
+      _Pragma("GCC unroll 8")
+      for (int r = 0; r < 4; r++) _mm_prefetch(w[r] + (size_t)b * 34 + PF_DIST, _MM_HINT_T0);
+#define LD(q) _mm256_loadu_si256((const __m256i *)(q)->qs)
+    __m512i A = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(LD(r0)), LD(r1), 1), flip);
+    __m512i B = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(LD(r2)), LD(r3), 1), flip);
+#undef LD
+    __m512 dw = row_scales(w, b, sizeof(tidei_block_q8_0));
+    __m512 sc[2];
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < NQ; h++) sc[h] = _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_loadu_ps(p[h].dx)));
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k < 8; k++) {
+      const __m512i idx = _mm512_setr_epi32(k, k, k, k, 8 + k, 8 + k, 8 + k, 8 + k, 16 + k, 16 + k,
+                                            16 + k, 16 + k, 24 + k, 24 + k, 24 + k, 24 + k);
+      __m512i u = _mm512_permutex2var_epi32(A, idx, B);
+      _Pragma("GCC unroll 8")
+      for (int h = 0; h < NQ; h++) {
+        __m512i q = _mm512_dpbusd_epi32(BC4(p[h].nc[k]), u, BC4(p[h].xs[k]));
+        acc[h][k] = _mm512_fmadd_ps(sc[h], _mm512_cvtepi32_ps(q), acc[h][k]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 8")
+  for (int h = 0; h < NQ; h++) {
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[h][0], acc[h][4]), _mm512_add_ps(acc[h][2], acc[h][6])),
+                             _mm512_add_ps(_mm512_add_ps(acc[h][1], acc[h][5]), _mm512_add_ps(acc[h][3], acc[h][7])));
+    int n = nt - 4 * h;
+    if (n > 0) tile_store(s, y + 4 * h * ldy, ldy, nr, n > 4 ? 4 : n);
+  }
+}
+
+AVX512 static inline __attribute__((always_inline)) void
+q4_0_micro(const char *const *w, int64_t nb, const panel4 *p, const int NQ, float *y,
+           int64_t ldy, int nr, int nt) {
+  __m512 acc[2];
+  _Pragma("GCC unroll 8")
+  for (int h = 0; h < NQ; h++) acc[h] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(15);
+  for (int64_t b = 0; b < nb; b++, p += 2) {
+    if (!(b & 3))
+      _Pragma("GCC unroll 8")
+      for (int r = 0; r < 4; r++) _mm_prefetch(w[r] + (size_t)b * 18 + PF_DIST, _MM_HINT_T0);
+#define LD(r) _mm_loadu_si128((const __m128i *)((const tidei_block_q4_0 *)w[r] + b)->qs)
+    __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(LD(0)), LD(1), 1);
+    v = _mm512_inserti32x4(_mm512_inserti32x4(v, LD(2), 2), LD(3), 3);
+#undef LD
+    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    __m512 dw = row_scales(w, b, sizeof(tidei_block_q4_0));
+    __m512i is[2];
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < NQ; h++) is[h] = BC4(p[h].c8);
+    _Pragma("GCC unroll 8")
+    for (int k = 0; k < 8; k++) {
+      const int m = k & 3;
+      const __m512i idx = _mm512_setr_epi32(m, m, m, m, 4 + m, 4 + m, 4 + m, 4 + m, 8 + m, 8 + m,
+                                            8 + m, 8 + m, 12 + m, 12 + m, 12 + m, 12 + m);
+      __m512i u = _mm512_permutexvar_epi32(idx, k < 4 ? lo : hi);
+      _Pragma("GCC unroll 8")
+      for (int h = 0; h < NQ; h++) is[h] = _mm512_dpbusd_epi32(is[h], u, BC4(p[h].xs[k]));
+    }
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < NQ; h++)
+      acc[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[h]),
+                               _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_loadu_ps(p[h].dx))), acc[h]);
+  }
+  _Pragma("GCC unroll 8")
+  for (int h = 0; h < NQ; h++) {
+    int n = nt - 4 * h;
+    if (n > 0) tile_store(acc[h], y + 4 * h * ldy, ldy, nr, n > 4 ? 4 : n);
+  }
+}
+
+/* Rows in chunks of 16 (kept in cache while every group of 8 tokens passes),
+** 4 rows x 8 tokens per micro-kernel call; missing rows repeat the last. */
+#define TILE_DRIVER(name, micro)                                                          \
+  AVX512 static void name(int64_t n_in, const void *w, size_t wrow, int64_t nr,          \
+                          const void *xp, int64_t n_tok, float *y, int64_t ldy) {        \
+    int64_t nb = n_in / 32;                                                               \
+    const panel4 *p = xp;                                                                 \
+    for (int64_t rc = 0; rc < nr; rc += 16) {                                             \
+      int64_t re = rc + 16 < nr ? rc + 16 : nr;                                           \
+      for (int64_t g = 0; g < n_tok; g += 8) {                                            \
+        int nt = n_tok - g < 8 ? (int)(n_tok - g) : 8;                                    \
+        const panel4 *pg = p + (g / 8) * nb * 2;                                          \
+        for (int64_t r = rc; r < re; r += 4) {                                            \
+          int n = re - r < 4 ? (int)(re - r) : 4;                                         \
+          const char *wr[4];                                                              \
+          for (int i = 0; i < 4; i++)                                                     \
+            wr[i] = (const char *)w + (size_t)(r + (i < n ? i : n - 1)) * wrow;           \
+          if (nt > 4) micro(wr, nb, pg, 2, y + g * ldy + r, ldy, n, nt);                  \
+          else micro(wr, nb, pg, 1, y + g * ldy + r, ldy, n, nt);                         \
+        }                                                                                 \
+      }                                                                                   \
+    }                                                                                     \
+  }
+
+TILE_DRIVER(tile_q8_0, q8_0_micro)
+TILE_DRIVER(tile_q4_0, q4_0_micro)
+#undef TILE_DRIVER
+#undef BC4
 
 /* ---------------------------------------------------------------- quant */
 
@@ -276,6 +534,9 @@ static const struct tidei_kernels kernels_avx512 = {
     [TIDE_Q8_0] = quant_q8_0,
     [TIDE_Q8_K] = tidei_quant_q8_K_scalar,
   },
+  { [TIDE_Q8_0] = pack_q8_0, [TIDE_Q4_0] = pack_q8_0 },
+  { [TIDE_Q8_0] = tile_q8_0, [TIDE_Q4_0] = tile_q4_0 },
+  { [TIDE_Q8_0] = rows_q8_0 },
 };
 
 const struct tidei_kernels *tidei_kernels_avx512(void) { return &kernels_avx512; }

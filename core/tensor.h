@@ -78,12 +78,40 @@ const tidei_dtype_traits *tidei_dtype(int dtype);
 typedef void (*tidei_vec_dot_fn)(int64_t n, const void *w, const void *x,
                                  float *out);
 
+/* Multi-token matmul for one weight dtype, in two steps.
+** pack: n_tok activation rows xq (vec_dtype, xrow bytes apart) -> the
+**   table's private panel layout xp (at most tidei_panel_size bytes,
+**   64-byte aligned); rows past n_tok up to the next multiple of 8 are
+**   packed as zeros.
+** tile: rows [0, nr) of W (n_in each, wrow bytes apart) . the n_tok packed
+**   rows -> y[t*ldy + r]. Each output is bit for bit what the same table's
+**   vec_dot gives for that (row, token) pair: the tile runs several rows
+**   and tokens at once but keeps every pair's float operation order. */
+typedef void (*tidei_pack_fn)(int64_t n_in, const void *xq, size_t xrow, int64_t n_tok,
+                              void *xp);
+typedef void (*tidei_tile_fn)(int64_t n_in, const void *w, size_t wrow, int64_t nr,
+                              const void *xp, int64_t n_tok, float *y, int64_t ldy);
+/* rows: rows [0, nr) of W . one activation row xq (vec_dtype) -> y[0..nr),
+** each bit for bit the table's vec_dot, several rows at a time. */
+typedef void (*tidei_rows_fn)(int64_t n_in, const void *w, size_t wrow, int64_t nr,
+                              const void *xq, float *y);
+
+/* Panel bytes for n_tok rows of n_in elements: 72 bytes per block of 32 per
+** token, tokens rounded up to 8 (every table's layout fits in this). */
+static inline size_t tidei_panel_size(int64_t n_in, int64_t n_tok) {
+  return (size_t)((n_tok + 7) / 8 * 8) * (size_t)(n_in / 32) * 72;
+}
+
 /* A kernel table: one per ISA, chosen once per env. Entries a fast table
-** lacks are filled from the scalar table. */
+** lacks are filled from the scalar table; pack/tile/rows may be NULL (then
+** tidei_matmul runs vec_dot per row and token). */
 struct tidei_kernels {
   const char *isa;
   tidei_vec_dot_fn vec_dot[TIDEI_N_DTYPES];     /* by weight dtype */
   tidei_from_float_fn quant[TIDEI_N_DTYPES];    /* by activation dtype */
+  tidei_pack_fn pack[TIDEI_N_DTYPES];           /* by weight dtype */
+  tidei_tile_fn tile[TIDEI_N_DTYPES];           /* by weight dtype */
+  tidei_rows_fn rows[TIDEI_N_DTYPES];           /* by weight dtype; n_tok == 1 */
 };
 
 /* ops.c: the scalar reference kernels, named so that the fast tables can

@@ -582,9 +582,118 @@ static void test_matmul(void) {
   tide_env_free(env);
 }
 
+/* Q8_0 and Q4_0 on every table: the multi-row (rows) and multi-token
+** (pack + tile) kernels give, for every (row, token) pair, the very bits
+** of that table's vec_dot (they keep its float order); so does
+** tidei_matmul, whichever path it takes. Odd row counts, n_tok 1..9 and 20,
+** block counts below, at and past the 8-block unroll. Weights include -128
+** and activations +-127, the extremes the int8 tricks must get exact. */
+static void test_tiled_exact(void) {
+  const struct tidei_kernels *t[4];
+  int nt = fast_tables(t);
+  t[nt++] = tidei_kernels_scalar();
+  static const int dts[] = { TIDE_Q8_0, TIDE_Q4_0 };
+  static const int64_t ins[] = { 32, 96, 256, 288, 800 };
+  static const int64_t outs[] = { 1, 3, 5, 8, 13, 17, 33 };
+  rng_seed(18);
+  for (int k = 0; k < nt; k++)
+    for (int di = 0; di < 2; di++)
+      for (int ii = 0; ii < 5; ii++) {
+        int d = dts[di];
+        int64_t n_in = ins[ii], n_out = outs[(ii + di) % 7 + 0] + 2 * ii, n_tok = 20;
+        size_t wrow = tide_dtype_row_size(d, n_in), xrow = tide_dtype_row_size(TIDE_Q8_0, n_in);
+        char *w = xalloc(wrow * (size_t)n_out), *xq = xalloc(xrow * (size_t)n_tok);
+        float *x = xalloc((size_t)(n_in * n_tok) * 4), *wf = xalloc((size_t)n_in * 4);
+        float *ref = xalloc((size_t)(n_out * n_tok) * 4), *got = xalloc((size_t)(n_out * n_tok) * 4);
+        void *xp = xalloc(tidei_panel_size(n_in, n_tok));
+        for (int64_t r = 0; r < n_out; r++) {
+          for (int64_t i = 0; i < n_in; i++) wf[i] = rng_uniform(-1, 1);
+          wf[rng_u32() % n_in] = 1.0f; /* the block's amax: its q8_0 weight is +127 */
+          tide_quantize(d, wf, w + (size_t)r * wrow, n_in);
+          if (d == TIDE_Q8_0) ((tidei_block_q8_0 *)(w + (size_t)r * wrow))->qs[5] = -128;
+        }
+        for (int64_t i = 0; i < n_in * n_tok; i++) x[i] = rng_uniform(-2, 2);
+        for (int64_t i = 0; i < n_tok; i++)
+          t[k]->quant[TIDE_Q8_0](x + i * n_in, xq + (size_t)i * xrow, n_in);
+        for (int64_t i = 0; i < n_tok; i++)
+          for (int64_t r = 0; r < n_out; r++)
+            t[k]->vec_dot[d](n_in, w + (size_t)r * wrow, xq + (size_t)i * xrow, &ref[i * n_out + r]);
+        int bad = 0;
+        if (t[k]->rows[d])
+          for (int64_t nr = 1; nr <= n_out; nr++) {
+            for (int64_t r = 0; r < nr; r++) got[r] = NAN;
+            t[k]->rows[d](n_in, w, wrow, nr, xq, got);
+            for (int64_t r = 0; r < nr; r++) bad += bits(got[r]) != bits(ref[r]);
+          }
+        CHECKF(bad == 0, "%s %s rows n_in=%lld: %d differ", t[k]->isa, tide_dtype_name(d), (long long)n_in, bad);
+        bad = 0;
+        if (t[k]->tile[d])
+          for (int64_t m = 2; m <= 10; m++) {
+            int64_t nk = m == 10 ? n_tok : m; /* 2..9 and 20 tokens */
+            t[k]->pack[d](n_in, xq, xrow, nk, xp);
+            for (int64_t i = 0; i < n_out * nk; i++) got[i] = NAN;
+            t[k]->tile[d](n_in, w, wrow, n_out, xp, nk, got, n_out);
+            for (int64_t i = 0; i < n_out * nk; i++) bad += bits(got[i]) != bits(ref[i]);
+            /* odd row counts: rows [1, n_out) with y offset by one row */
+            if (n_out > 1) {
+              for (int64_t i = 0; i < n_out * nk; i++) got[i] = NAN;
+              t[k]->tile[d](n_in, w + wrow, wrow, n_out - 1, xp, nk, got + 1, n_out);
+              for (int64_t i = 0; i < nk; i++)
+                for (int64_t r = 1; r < n_out; r++)
+                  bad += bits(got[i * n_out + r]) != bits(ref[i * n_out + r]);
+            }
+          }
+        CHECKF(bad == 0, "%s %s tile n_in=%lld n_out=%lld: %d differ", t[k]->isa, tide_dtype_name(d),
+               (long long)n_in, (long long)n_out, bad);
+        free(w); free(xq); free(x); free(wf); free(ref); free(got); free(xp);
+      }
+  /* through tidei_matmul on the env's table, 1 and 2 threads */
+  tide_env *env;
+  if (tide_env_new(&env, NULL, NULL) != TIDE_OK) { CHECK(0); return; }
+  const struct tidei_kernels *best = tidei_kernels_best();
+  for (int th = 1; th <= 2; th++) {
+    CHECK(tide_env_set_threads(env, th) == TIDE_OK);
+    for (int di = 0; di < 2; di++)
+      for (int64_t n_tok = 1; n_tok <= 20; n_tok += (n_tok < 9 ? 1 : 11)) {
+        int d = dts[di];
+        int64_t n_in = 288, n_out = 37;
+        tidei_mat m = { NULL, d, n_in, n_out };
+        size_t wrow = tide_dtype_row_size(d, n_in), xrow = tide_dtype_row_size(TIDE_Q8_0, n_in);
+        char *w = xalloc(wrow * (size_t)n_out), *xq = xalloc(xrow * (size_t)n_tok);
+        float *x = xalloc((size_t)(n_in * n_tok) * 4), *wf = xalloc((size_t)n_in * 4);
+        float *y = xalloc((size_t)(n_out * n_tok) * 4);
+        void *s = xalloc(tidei_matmul_scratch(&m, n_tok));
+        for (int64_t r = 0; r < n_out; r++) {
+          for (int64_t i = 0; i < n_in; i++) wf[i] = rng_uniform(-1, 1);
+          tide_quantize(d, wf, w + (size_t)r * wrow, n_in);
+        }
+        for (int64_t i = 0; i < n_in * n_tok; i++) x[i] = rng_uniform(-2, 2);
+        m.data = w;
+        tidei_matmul(env, &m, x, n_tok, y, s);
+        int bad = 0;
+        for (int64_t i = 0; i < n_tok; i++) {
+          best->quant[TIDE_Q8_0](x + i * n_in, xq + (size_t)i * xrow, n_in);
+          for (int64_t r = 0; r < n_out; r++) {
+            float e;
+            best->vec_dot[d](n_in, w + (size_t)r * wrow, xq + (size_t)i * xrow, &e);
+            bad += bits(e) != bits(y[i * n_out + r]);
+          }
+        }
+        CHECKF(bad == 0, "matmul %s %s n_tok=%lld, %d threads: %d differ from vec_dot", best->isa,
+               tide_dtype_name(d), (long long)n_tok, th, bad);
+        free(w); free(xq); free(x); free(wf); free(y); free(s);
+      }
+  }
+  tide_env_free(env);
+}
+
 static void test_matmul_scratch(void) {
   tidei_mat m = { NULL, TIDE_Q4_0, 4096, 10 };
-  CHECK(tidei_matmul_scratch(&m, 8) == 8 * tide_dtype_row_size(TIDE_Q8_0, 4096));
+  CHECK(tidei_matmul_scratch(&m, 1) == tide_dtype_row_size(TIDE_Q8_0, 4096));
+  /* several tokens: the rows, then (64-byte aligned) the tile panel */
+  CHECK(tidei_matmul_scratch(&m, 8) == 8 * tide_dtype_row_size(TIDE_Q8_0, 4096) + tidei_panel_size(4096, 8));
+  CHECK(tidei_matmul_scratch(&m, 3) == (3 * tide_dtype_row_size(TIDE_Q8_0, 4096) + 63) / 64 * 64 +
+                                           tidei_panel_size(4096, 3));
   m.dtype = TIDE_Q6_K;
   CHECK(tidei_matmul_scratch(&m, 3) == 3 * tide_dtype_row_size(TIDE_Q8_K, 4096));
   m.dtype = TIDE_F16;
@@ -596,4 +705,4 @@ static void test_matmul_scratch(void) {
 TEST_MAIN(test_dtype_traits, test_kernel_tables_complete, test_f16_edges, test_f16_matches_f16c,
           test_bf16, test_q8_0_block, test_q4_0_block, test_q4_K_block, test_q6_K_block,
           test_roundtrip, test_q8_0_activation_ties, test_fast_quant_exact, test_fast_vec_dot,
-          test_fast_vec_dot_exact_ints, test_matmul, test_matmul_scratch)
+          test_fast_vec_dot_exact_ints, test_matmul, test_tiled_exact, test_matmul_scratch)
