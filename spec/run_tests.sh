@@ -25,7 +25,7 @@ done
 
 # Lua style: luacheck over the package, specs and tools (.luacheckrc).
 if command -v luacheck >/dev/null 2>&1; then
-  if out=$(luacheck --no-color -q lua spec 2>&1); then add 1 0
+  if out=$(luacheck --no-color -q lua spec recipes 2>&1); then add 1 0
   else printf '%s\n' "$out" | tail -n 20; echo "FAIL luacheck"; add 0 1; fi
 else
   echo "skip luacheck: not installed (Debian lua-check)"
