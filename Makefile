@@ -44,6 +44,8 @@ bench: build
 
 demo: build
 	@build/release/demo
+	@echo
+	@build/release/tide recipes/demo.lua build/demo/random-llama.gguf
 
 clean:
 	rm -rf build
