@@ -188,6 +188,60 @@ static int m_detok_stream(lua_State *L) {
   return 1;
 }
 
+/* model:meta(key) -> the GGUF metadata value (string, integer, number,
+** boolean, or an array as a Lua table), or nil when the key is absent.
+** Arrays longer than 1,000,000 elements raise (ask for what you need). */
+static int m_meta(lua_State *L) {
+  const tide_gguf *g = tide_model_gguf(lt_checkmodel(L, 1));
+  const char *key = luaL_checkstring(L, 2);
+  int64_t i = tide_gguf_find(g, key);
+  if (i < 0) { lua_pushnil(L); return 1; }
+  int t = tide_gguf_kv_type(g, i);
+  int64_t iv;
+  double fv;
+  int bv;
+  const char *sv;
+  size_t len;
+  switch (t) {
+  case TIDE_GGUF_STRING:
+    tide_gguf_get_str(g, key, &sv, &len);
+    lua_pushlstring(L, sv, len);
+    return 1;
+  case TIDE_GGUF_FLOAT32: case TIDE_GGUF_FLOAT64:
+    tide_gguf_get_float(g, key, &fv);
+    lua_pushnumber(L, fv);
+    return 1;
+  case TIDE_GGUF_BOOL:
+    tide_gguf_get_bool(g, key, &bv);
+    lua_pushboolean(L, bv);
+    return 1;
+  case TIDE_GGUF_ARRAY: {
+    tide_gguf_arr a;
+    tide_gguf_get_arr(g, key, &a);
+    if (a.n > 1000000) return luaL_error(L, "meta '%s': array of %d elements is too long", key, (int)a.n);
+    lua_createtable(L, (int)a.n, 0);
+    for (int64_t k = 0; k < a.n; k++) {
+      if (a.type == TIDE_GGUF_STRING) {
+        sv = tide_gguf_arr_str(&a, k, &len);
+        lua_pushlstring(L, sv, len);
+      } else if (a.type == TIDE_GGUF_FLOAT32 || a.type == TIDE_GGUF_FLOAT64) {
+        lua_pushnumber(L, tide_gguf_arr_float(&a, k));
+      } else if (a.type == TIDE_GGUF_BOOL) {
+        lua_pushboolean(L, tide_gguf_arr_int(&a, k) != 0);
+      } else {
+        lua_pushinteger(L, (lua_Integer)tide_gguf_arr_int(&a, k));
+      }
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    return 1;
+  }
+  default:
+    if (tide_gguf_get_int(g, key, &iv) == TIDE_OK) lua_pushinteger(L, (lua_Integer)iv);
+    else lua_pushnil(L); /* a uint64 beyond int64: not representable */
+    return 1;
+  }
+}
+
 static int m_tostring(lua_State *L) {
   lt_model *b = luaL_checkudata(L, 1, LT_MODEL);
   if (!b->m) { lua_pushstring(L, "tide.Model (closed)"); return 1; }
@@ -201,7 +255,8 @@ static int m_tostring(lua_State *L) {
 static const luaL_Reg methods[] = {
   { "info", m_info }, { "tokenize", m_tokenize }, { "detokenize", m_detokenize },
   { "piece", m_piece }, { "is_eog", m_is_eog }, { "attr", m_attr },
-  { "special", m_special }, { "detok_stream", m_detok_stream }, { "close", m_close },
+  { "special", m_special }, { "detok_stream", m_detok_stream }, { "meta", m_meta },
+  { "close", m_close },
   { NULL, NULL }
 };
 

@@ -85,6 +85,8 @@ function Model:detokenize(ids) return self.h:detokenize(ids) end
 function Model:piece(id) return self.h:piece(id) end
 function Model:is_eog(id) return self.h:is_eog(id) end
 function Model:special() return self.h:special() end
+--- A GGUF metadata value by key (nil if absent); arrays come as tables.
+function Model:meta(key) return self.h:meta(key) end
 
 local SESSION_OPTS = { seed = true }
 
