@@ -374,7 +374,9 @@ void tide_ctx_get_stats(const tide_ctx *ctx, tide_ctx_stats *out);
 typedef struct tide_constraint tide_constraint;
 typedef struct tide_matcher tide_matcher;
 /* Built once per tokenizer: a byte trie over every token's piece, laid out
-** for a depth-first walk that skips rejected subtrees. Keeps tok alive. */
+** for a depth-first walk that skips rejected subtrees. It copies what it
+** needs (pieces, end-of-generation flags), so the tokenizer or its model may
+** be freed first; it keeps the env alive. */
 typedef struct tide_vocab_index tide_vocab_index;
 
 int tide_vocab_index_new(const tide_tokenizer *tok, tide_vocab_index **out);
@@ -484,6 +486,164 @@ int32_t tide_argmax(const float *x, int32_t n); /* lowest id on ties */
 double tide_logprob(const float *x, int32_t n, int32_t id);
 /* The k largest entries, descending (ties: lower id first); k <= n. */
 void tide_topk(const float *x, int32_t n, int32_t k, int32_t *ids, float *vals);
+
+
+/* ---------------------------------------------------------------- training */
+
+/* A trainer owns a llama-architecture model in F32 with its gradients and
+** AdamW moments, plus every activation buffer a step needs: all memory is
+** allocated at creation, a step allocates nothing. Two modes:
+**  - full: every weight trains (tide_trainer_new from hyper-parameters with
+**    a seeded init, or tide_trainer_new_from_model copying a loaded model);
+**  - frozen: the weights of a loaded model stay read-only and only extra
+**    parameters train: an LM-Steer pair and/or a prefix
+**    (tide_trainer_new_frozen). The trainer reads an F32 model's weights in
+**    place (in its mapping); a quantized model is dequantized once into an
+**    F32 copy the trainer owns.
+** A step takes B sequences of T tokens; position t predicts token t+1, so a
+** sequence gives T-1 targets and the loss is their mean cross-entropy.
+** Progress is the caller's: steps return their loss, learning rate and
+** gradient norm. See docs/training.md. */
+typedef struct tide_trainer tide_trainer;
+
+typedef struct {
+  /* shape (tide_trainer_new only; the other constructors take the model's) */
+  int32_t n_vocab, n_embd, n_layer, n_head, n_kv_head, n_ff;
+  int32_t n_ctx;        /* max tokens per sequence (and llama.context_length) */
+  float rope_base;      /* 10000 */
+  float norm_eps;       /* RMSNorm epsilon, 1e-5 */
+  int tied;             /* 1: the output projection is token_embd (default 1) */
+  uint64_t seed;        /* initialisation: N(0, init_std), residual outputs
+                           (attn_output, ffn_down) / sqrt(2 n_layer), norms 1 */
+  float init_std;       /* 0.02 */
+  /* batches */
+  int32_t n_batch;      /* max sequences per micro-batch (default 8) */
+  int32_t grad_accum;   /* micro-batches per optimizer step (default 1) */
+  /* AdamW (decoupled weight decay, not on norm weights or prefixes) */
+  float lr;             /* peak learning rate (default 1e-3) */
+  float lr_min;         /* floor of the cosine decay (default lr / 10) */
+  int64_t warmup_steps; /* linear warm-up from lr/warmup to lr (default 0) */
+  int64_t total_steps;  /* cosine decay to lr_min over the steps after warm-up
+                           (0: constant lr after warm-up) */
+  float beta1, beta2;   /* 0.9, 0.95 */
+  float adam_eps;       /* 1e-8 */
+  float weight_decay;   /* 0.1 */
+  float grad_clip;      /* clip the global gradient norm to this (0: off; 1.0) */
+} tide_trainer_params;
+
+tide_trainer_params tide_trainer_default_params(void);
+
+/* The learning rate of update number step (0-based) under p's schedule. */
+double tide_trainer_lr_at(const tide_trainer_params *p, int64_t step);
+
+/* Extras of the frozen mode. */
+typedef struct {
+  int32_t steer_rank;   /* r > 0: train an LM-Steer pair P1, P2 (n_embd, r),
+                           applied to the final hidden state c (after the
+                           output norm) as c <- c + eps (c . P1) P2^T.
+                           P1 starts N(0, init_std), P2 zero */
+  float steer_eps;      /* eps used while training (default 1e-3) */
+  int32_t n_prefix;     /* k > 0: train k embedding vectors prepended to every
+                           sequence (positions 0..k-1; the tokens follow at
+                           k..k+T-1; n_ctx counts only the tokens) */
+} tide_trainer_frozen_params;
+
+tide_trainer_frozen_params tide_trainer_frozen_default_params(void);
+
+/* Full training from scratch: a seeded init of p's shape. TIDE_ERR_ARG for a
+** bad shape (n_embd not a multiple of n_head, n_head not a multiple of
+** n_kv_head, odd head_dim, ...). Allocates everything. */
+int tide_trainer_new(tide_env *env, const tide_trainer_params *p, tide_trainer **out);
+
+/* Full training starting from a loaded llama model's weights (any dtype,
+** copied to F32); the shape comes from the model, the rest from p. Keeps the
+** model alive (its tokenizer metadata is the default for saving).
+** TIDE_ERR_UNSUPPORTED for other architectures, biases, rope scaling. */
+int tide_trainer_new_from_model(tide_model *m, const tide_trainer_params *p,
+                                tide_trainer **out);
+
+/* Frozen mode: only fp's extras train (at least one of them). Keeps m
+** alive and never writes to its weights. */
+int tide_trainer_new_frozen(tide_model *m, const tide_trainer_params *p,
+                            const tide_trainer_frozen_params *fp, tide_trainer **out);
+
+void tide_trainer_free(tide_trainer *tr);
+
+/* What one step did. */
+typedef struct {
+  double loss;          /* mean cross-entropy over the step's targets (nats) */
+  double lr;            /* learning rate used */
+  double grad_norm;     /* global gradient norm before clipping */
+  int clipped;          /* the gradient was scaled down */
+  int64_t step;         /* updates done, this one included */
+  int64_t n_tokens;     /* tokens processed (B * T * grad_accum) */
+} tide_trainer_stats;
+
+/* One optimizer step: tokens holds grad_accum micro-batches of B sequences
+** of T tokens each ((grad_accum * B, T) ids, row-major); gradients are the
+** mean over the micro-batches, clipped, then AdamW updates the trainable
+** parameters. 1 <= B <= n_batch, 2 <= T <= n_ctx, every id < n_vocab
+** (TIDE_ERR_ARG otherwise, nothing changed). stats may be NULL. Checks the
+** cancel callback between micro-batches (TIDE_ERR_CANCELLED: no update).
+** Allocates nothing. */
+int tide_trainer_step(tide_trainer *tr, const int32_t *tokens, int32_t B, int32_t T,
+                      tide_trainer_stats *stats);
+
+/* Held-out evaluation: mean loss over the targets of B sequences of T tokens
+** (any B >= 1; run n_batch sequences at a time). Changes no parameter. */
+int tide_trainer_eval(tide_trainer *tr, const int32_t *tokens, int32_t B, int32_t T,
+                      double *loss);
+
+/* Updates done so far (the step a resumed run continues from). */
+int64_t tide_trainer_steps_done(const tide_trainer *tr);
+
+/* The trainable tensors, by index 0..n-1: name as saved, shape, and the live
+** F32 data (read and write; e.g. to set or read a steer matrix). */
+typedef struct {
+  const char *name;     /* "blk.0.attn_q.weight", "steer.p1", ... */
+  int n_dims;
+  int64_t ne[2];        /* GGUF order: ne[0] is contiguous */
+  float *data;          /* ne[0] * ne[1] floats, owned by the trainer */
+} tide_trainer_tensor;
+
+int tide_trainer_n_tensors(const tide_trainer *tr);
+int tide_trainer_get_tensor(const tide_trainer *tr, int i, tide_trainer_tensor *out);
+
+/* Tokenizer metadata given as arrays (written as tokenizer.ggml.*). */
+typedef struct {
+  const char *model;            /* "llama" (SentencePiece) or "gpt2" (BPE) */
+  const char *pre;              /* tokenizer.ggml.pre or NULL */
+  const char *const *tokens;    /* n_vocab texts (NUL-terminated) */
+  const float *scores;          /* n_vocab or NULL */
+  const int32_t *types;         /* n_vocab TIDE_TOKEN_* or NULL */
+  const char *const *merges;    /* n_merges "a b" rules (gpt2) or NULL */
+  int64_t n_merges;
+  int32_t bos, eos;             /* -1: not written */
+  int add_bos;                  /* -1: not written, else 0/1 */
+} tide_trainer_vocab;
+
+typedef struct {
+  const char *name;             /* general.name (NULL: "tide") */
+  const tide_gguf *vocab_gguf;  /* copy every tokenizer.* key of this file */
+  const tide_trainer_vocab *vocab; /* or write these (if vocab_gguf is NULL) */
+  int optimizer;                /* nonzero: add the optimizer state, making a
+                                   checkpoint tide_trainer_resume reads */
+} tide_trainer_save_params;
+
+/* Writes the trainable parameters as GGUF. Full mode: a llama model file
+** that tide_model_load loads (F32 weights, llama.* keys as llama.cpp writes
+** them, tokenizer metadata from sp->vocab_gguf, sp->vocab, or the model the
+** trainer was made from; TIDE_ERR_ARG if none). Frozen mode: the extras
+** only ("steer.p1", "steer.p2", "prefix.embd" and steer.* keys). With
+** sp->optimizer the same file also holds the AdamW moments and the step
+** under tide.train.* names (docs/training.md). */
+int tide_trainer_save(tide_trainer *tr, const char *path,
+                      const tide_trainer_save_params *sp);
+
+/* Loads a checkpoint written with optimizer state by a trainer of the same
+** shape and mode: parameters, moments and step. TIDE_ERR_FORMAT (message
+** names the key or tensor) on a mismatch; the trainer is unchanged then. */
+int tide_trainer_resume(tide_trainer *tr, const char *path);
 
 #ifdef __cplusplus
 }
