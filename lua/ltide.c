@@ -171,5 +171,7 @@ int luaopen_tide_core(lua_State *L) {
   lt_open_ctx(L);
   lt_open_sampler(L);
   lt_open_yaml(L);
+  lt_open_pcre(L);
+  lt_open_constrain(L);
   return 1;
 }

@@ -61,5 +61,7 @@ void lt_open_model(lua_State *L);
 void lt_open_ctx(lua_State *L);
 void lt_open_sampler(lua_State *L);
 void lt_open_yaml(lua_State *L);
+void lt_open_pcre(lua_State *L);
+void lt_open_constrain(lua_State *L);
 
 #endif

@@ -6,7 +6,7 @@
 -- to reject. Ties keep fork order.
 local parallel = require "tide.parallel"
 
-local OPTS = { n = true, max_tokens = true, sampler = true, seed = true, stop = true, scorer = true }
+local OPTS = { n = true, max_tokens = true, sampler = true, seed = true, stop = true, constraint = true, scorer = true }
 
 return function(session, opts)
   opts = opts or {}

@@ -7,7 +7,7 @@ local sampler = require "tide.sampler"
 local M = {}
 
 local GEN_OPTS = {
-  max_tokens = true, sampler = true, seed = true, stop = true, until_fn = true,
+  max_tokens = true, sampler = true, seed = true, stop = true, until_fn = true, constraint = true,
   ignore_eog = true, logprobs = true, top = true, processor = true, on_token = true,
 }
 
@@ -61,6 +61,7 @@ function M.stepper(session, opts)
   local stops = opts.stop
   if type(stops) == "string" then stops = { stops } end
   stops = stops or {}
+  local matcher = opts.constraint and opts.constraint:matcher(model)
   local max_tokens = opts.max_tokens or math.min(128, session.model.n_ctx - session.pos)
   local detok = model.h:detok_stream()
   local info = { tokens = {}, logprobs = opts.logprobs and {} or nil, top = opts.top and {} or nil,
@@ -74,6 +75,10 @@ function M.stepper(session, opts)
     info.elapsed = now() - t0
     info.tokens_per_s = info.n_tokens / math.max(info.elapsed, 1e-9)
     chain:close()
+    if matcher then
+      info.accepted = matcher:accepting()
+      matcher:close()
+    end
     local out = tail or pending
     pending = ""
     info.text = info.text .. out
@@ -84,20 +89,23 @@ function M.stepper(session, opts)
     while not done do
       if info.n_tokens >= max_tokens then return finish("max_tokens", pending .. detok()) end
       local logits = session:logits()
+      local pick = logits
       if opts.processor then
-        logits = logits:copy()
-        opts.processor(logits, session)
+        pick = logits:copy()
+        opts.processor(pick, session)
       end
-      local id = chain:sample(logits)
+      if matcher then pick = matcher:apply(pick) end
+      local id = chain:sample(pick)
       if info.logprobs then info.logprobs[#info.logprobs + 1] = logits:logprob(id) end
       if info.top then
         local ids, vals = logits:topk(opts.top)
         info.top[#info.top + 1] = { ids = ids, logits = vals }
       end
-      if model.h:is_eog(id) and not opts.ignore_eog then
+      if model.h:is_eog(id) and (not opts.ignore_eog or matcher) then
         info.eog_token = id
         return finish("eog", pending .. detok())
       end
+      if matcher then matcher:advance(id) end
       chain:accept(id)
       info.tokens[#info.tokens + 1] = id
       info.n_tokens = info.n_tokens + 1
@@ -114,6 +122,9 @@ function M.stepper(session, opts)
       end
       if opts.until_fn and opts.until_fn(info.text .. pending, id) then
         return finish("predicate", pending)
+      end
+      if matcher and matcher:finished() then
+        return finish("constraint", pending .. detok())
       end
       local keep = held_back(pending, stops)
       if #pending > keep then

@@ -24,9 +24,16 @@ end
 function tide.set_threads(n) core.set_threads(n) end
 
 tide.yaml = require "tide.yaml"
+local constraint = require "tide.constraint"
+tide.regex = constraint.regex
+tide.grammar = constraint.grammar
+tide.choice = constraint.choice
 tide.greedy = require "tide.greedy"
 tide.beam = require "tide.beam"
 tide.best_of_n = require "tide.best_of_n"
 tide.self_consistency = require "tide.self_consistency"
+tide.re = require "tide.re"
+tide.json = require "tide.json"
+tide.chat = require "tide.chat"
 
 return tide

@@ -62,6 +62,7 @@ function Model:context()
 end
 
 function Model:close()
+  if self.vindex then self.vindex:close(); self.vindex = nil end
   if self.ctx then self.ctx:close(); self.ctx = nil end
   if self.h then self.h:close(); self.h = nil end
 end
@@ -85,6 +86,12 @@ function Model:detokenize(ids) return self.h:detokenize(ids) end
 function Model:piece(id) return self.h:piece(id) end
 function Model:is_eog(id) return self.h:is_eog(id) end
 function Model:special() return self.h:special() end
+--- The vocabulary index constraints walk (built once, on first use).
+function Model:vocab_index()
+  if not self.vindex then self.vindex = core.vocab_index(self.h) end
+  return self.vindex
+end
+
 --- A GGUF metadata value by key (nil if absent); arrays come as tables.
 function Model:meta(key) return self.h:meta(key) end
 

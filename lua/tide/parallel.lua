@@ -6,8 +6,10 @@ local sampler = require "tide.sampler"
 
 local M = {}
 
---- sample_n(session, { n, max_tokens, sampler, seed, stop }) -> candidates:
--- { text, tokens, logprobs, mean_logprob, stop_reason } in fork order.
+--- sample_n(session, { n, max_tokens, sampler, seed, stop, constraint })
+-- -> candidates: { text, tokens, logprobs, mean_logprob, stop_reason,
+-- accepted (with a constraint) } in fork order. With a constraint each
+-- candidate carries its own matcher.
 function M.sample_n(session, opts)
   local model = session.model
   local n = opts.n or 4
@@ -22,25 +24,31 @@ function M.sample_n(session, opts)
   local cands, live = {}, {}
   for i = 1, n do
     cands[i] = { text = "", tokens = {}, logprobs = {}, sum = 0.0,
-                 chain = spec:build(model.info.n_vocab, base_seed + i), detok = model.h:detok_stream() }
+                 chain = spec:build(model.info.n_vocab, base_seed + i), detok = model.h:detok_stream(),
+                 matcher = opts.constraint and opts.constraint:matcher(model) }
     live[i] = i
   end
   local function close(c, reason)
     c.stop_reason = c.stop_reason or reason
     c.text = c.text .. c.detok()
-    c.chain:close()
-    c.chain, c.detok = nil, nil
+    if c.chain then c.chain:close() end
+    if c.matcher then
+      c.accepted = c.matcher:accepting()
+      c.matcher:close()
+    end
+    c.chain, c.detok, c.matcher = nil, nil, nil
   end
   for _ = 1, max_tokens do
     local step_s, step_t, still = {}, {}, {}
     for _, i in ipairs(live) do
       local c, kid = cands[i], kids[i]
       local logits = kid:logits()
-      local id = c.chain:sample(logits)
+      local id = c.chain:sample(c.matcher and c.matcher:apply(logits) or logits)
       local lp = logits:logprob(id)
       if model:is_eog(id) then
         close(c, "eog")
       else
+        if c.matcher then c.matcher:advance(id) end
         c.chain:accept(id)
         c.tokens[#c.tokens + 1] = id
         c.logprobs[#c.logprobs + 1] = lp
@@ -52,10 +60,10 @@ function M.sample_n(session, opts)
           if at and (not cut or at < cut) then cut = at end
         end
         if cut then
+          close(c, "stop")
           c.text = c.text:sub(1, cut - 1)
-          c.stop_reason = "stop"
-          c.chain:close()
-          c.chain = nil
+        elseif c.matcher and c.matcher:finished() then
+          close(c, "constraint")
         else
           step_s[#step_s + 1], step_t[#step_t + 1], still[#still + 1] = kid, id, i
         end

@@ -7,7 +7,8 @@
 -- Ties go to the answer reached first.
 local parallel = require "tide.parallel"
 
-local OPTS = { n = true, max_tokens = true, sampler = true, seed = true, stop = true, extract = true }
+local OPTS = { n = true, max_tokens = true, sampler = true, seed = true, stop = true, constraint = true,
+               extract = true }
 
 local function extractor(e)
   if type(e) == "function" then return e end
