@@ -173,5 +173,6 @@ int luaopen_tide_core(lua_State *L) {
   lt_open_yaml(L);
   lt_open_pcre(L);
   lt_open_constrain(L);
+  lt_open_train(L);
   return 1;
 }

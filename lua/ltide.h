@@ -63,5 +63,6 @@ void lt_open_sampler(lua_State *L);
 void lt_open_yaml(lua_State *L);
 void lt_open_pcre(lua_State *L);
 void lt_open_constrain(lua_State *L);
+void lt_open_train(lua_State *L);
 
 #endif
