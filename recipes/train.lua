@@ -49,6 +49,7 @@ local B, T = need(tp, "batch", "train_params"), need(tp, "seq", "train_params")
 local steps = opts.steps or need(tp, "steps", "train_params")
 local out = need(cfg, "out")
 local clock = core.clock
+tide.set_threads(cfg.threads or 2)
 
 -- 1. data: tokenize the corpus once (BPE runs in C)
 local tok <close> = tide.load(need(cfg, "tokenizer"), { vocab_only = true })
@@ -61,7 +62,8 @@ end
 local function tokens_of(path)
   local t0 = clock()
   io.stderr:write(string.format("tokenizing %s ... ", path))
-  local ids = tok:tokenize(read(path), { bos = false })
+  -- documents end with <|endoftext|> (models/corpus.lua): parse it as the token
+  local ids = tok:tokenize(read(path), { bos = false, special = true })
   io.stderr:write(string.format("%d tokens in %.1f s\n", #ids, clock() - t0))
   return ids
 end

@@ -645,6 +645,92 @@ int tide_trainer_save(tide_trainer *tr, const char *path,
 ** names the key or tensor) on a mismatch; the trainer is unchanged then. */
 int tide_trainer_resume(tide_trainer *tr, const char *path);
 
+/* ---------------------------------------------------------------- tokenizer training */
+
+/* A BPE trainer learns a byte-level BPE vocabulary (GPT-2's scheme) from
+** text and writes it as tokenizer.ggml.* metadata (model "gpt2", pre
+** "gpt-2") that tide_tokenizer_new loads like any GPT-2-style vocabulary.
+**  - add_text pre-tokenizes with the "gpt-2" pre-tokenizer regex through
+**    PCRE2, exactly as tide_tokenize splits text (runs of invalid UTF-8 are
+**    words of their own), and counts the distinct words. Occurrences of the
+**    special token texts are cut out first and never learned from.
+**  - train starts from the 256 byte tokens and repeatedly merges the most
+**    frequent adjacent pair of tokens inside words (ties: the pair with the
+**    smaller left id, then the smaller right id), updating pair counts
+**    incrementally, until the vocabulary (bytes + learned tokens + specials)
+**    has vocab_size tokens or no pair occurs min_count times.
+**  - Ids: 0..255 are the bytes in byte order (GPT-2's byte-to-unicode texts),
+**    then the learned tokens in the order they were made, then the specials.
+**    A merge whose text already is a token is kept as a merge rule but adds
+**    no token.
+** The result depends only on the multiset of texts added, not on their
+** order or on how they were cut into calls. The trainer never prints; long
+** work reports through the progress callback and honours the env's cancel
+** callback. All memory comes from the env's allocator. */
+typedef struct tide_bpe_trainer tide_bpe_trainer;
+
+typedef struct {
+  const char *const *special; /* n_special NUL-terminated texts of control
+                                 tokens, in id order after the learned ones;
+                                 NULL: the one token "<|endoftext|>" */
+  int32_t n_special;
+  int32_t bos, eos;           /* indices into special, -1: not written
+                                 (default 0 and 0: <|endoftext|>, as GPT-2) */
+  int64_t min_count;          /* a pair seen fewer times is never merged
+                                 (default 2; at least 1) */
+} tide_bpe_trainer_params;
+
+tide_bpe_trainer_params tide_bpe_trainer_default_params(void);
+
+/* Called during training with the tokens made so far and the target. */
+typedef void (*tide_bpe_progress_fn)(void *ud, int32_t n_vocab, int32_t vocab_size);
+
+/* Makes an empty trainer (p NULL: the defaults; the special texts are
+** copied). Compiles the pre-tokenizer regex. TIDE_ERR_ARG for an empty or
+** repeated special text or a bos/eos index out of range. Keeps env alive. */
+int tide_bpe_trainer_new(tide_env *env, const tide_bpe_trainer_params *p,
+                         tide_bpe_trainer **out);
+void tide_bpe_trainer_free(tide_bpe_trainer *tr);
+
+/* Pre-tokenizes len bytes of text (any bytes; need not be valid UTF-8 or
+** NUL-terminated) and adds their words to the counts. Each call is one
+** independent text, as one tide_tokenize call would see it: feed whole
+** documents or lines, not arbitrary slices. Discards an earlier training
+** result. On failure the counts may hold part of this text. */
+int tide_bpe_trainer_add_text(tide_bpe_trainer *tr, const char *text, size_t len);
+
+/* Learns merges from the counts until the vocabulary has vocab_size tokens
+** (256 byte tokens + merges + specials; at least 256 + n_special, else
+** TIDE_ERR_ARG) or no pair reaches min_count. Replaces an earlier result.
+** progress may be NULL; it is called every few tokens and at the end.
+** TIDE_ERR_CANCELLED if the env's cancel callback asks (no result kept). */
+int tide_bpe_trainer_train(tide_bpe_trainer *tr, int32_t vocab_size,
+                           tide_bpe_progress_fn progress, void *ud);
+
+typedef struct {
+  int64_t n_bytes;      /* bytes of text added */
+  int64_t n_pretokens;  /* words the pre-tokenizer produced */
+  int64_t n_words;      /* distinct words among them */
+  int32_t n_vocab;      /* tokens of the trained vocabulary (0 before train) */
+  int64_t n_merges;     /* merge rules learned (0 before train) */
+} tide_bpe_trainer_stats;
+
+void tide_bpe_trainer_get_stats(const tide_bpe_trainer *tr, tide_bpe_trainer_stats *out);
+
+/* The trained vocabulary: token id's text as written to tokenizer.ggml.tokens
+** (GPT-2's byte-to-unicode alphabet; specials verbatim) and merge rule i
+** ("left right" in the same alphabet). NUL-terminated, owned by the trainer,
+** valid until the next add_text, train or free; NULL when out of range or
+** not trained. */
+const char *tide_bpe_trainer_token(const tide_bpe_trainer *tr, int32_t id, size_t *len);
+const char *tide_bpe_trainer_merge(const tide_bpe_trainer *tr, int64_t i, size_t *len);
+
+/* Sets tokenizer.ggml.model ("gpt2"), .pre ("gpt-2"), .tokens, .token_type
+** (normal, specials control), .merges and the bos/eos ids on w (replacing
+** keys already there). TIDE_ERR_STATE before a successful train. The
+** writer's status is returned on its failure. */
+int tide_bpe_trainer_write(const tide_bpe_trainer *tr, tide_gguf_writer *w);
+
 #ifdef __cplusplus
 }
 #endif
