@@ -70,6 +70,14 @@ static int l_grammar(lua_State *L) {
   return compiled(L, tide_grammar_compile(lt_env(L), src, len, root, &b->c), b);
 }
 
+/* core.json_schema_compile(json_text) -> constraint | nil, message, status */
+static int l_json_schema(lua_State *L) {
+  size_t len;
+  const char *src = luaL_checklstring(L, 1, &len);
+  lt_constraint *b = newcon(L);
+  return compiled(L, tide_json_schema_compile(lt_env(L), src, len, &b->c), b);
+}
+
 /* core.vocab_index(model) -> index (keeps nothing but the env alive) */
 static int l_vindex(lua_State *L) {
   tide_model *m = lt_checkmodel(L, 1);
@@ -215,6 +223,8 @@ void lt_open_constrain(lua_State *L) {
   lua_setfield(L, -2, "regex_compile");
   lua_pushcfunction(L, l_grammar);
   lua_setfield(L, -2, "grammar_compile");
+  lua_pushcfunction(L, l_json_schema);
+  lua_setfield(L, -2, "json_schema_compile");
   lua_pushcfunction(L, l_vindex);
   lua_setfield(L, -2, "vocab_index");
   lua_pushcfunction(L, l_matcher);

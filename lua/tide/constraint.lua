@@ -3,6 +3,7 @@
 --   tide.grammar(gbnf_text [, root])          -- llama.cpp's GBNF dialect
 --   tide.grammar.file "grammars/json.gbnf"
 --   tide.choice { "yes", "no", "maybe" }      -- exactly one of the strings
+--   tide.json_schema { type = "object", ... }  -- JSON text or a Lua table
 -- Compile errors raise with the core's message (offset, or line and column).
 -- Pass one as `constraint =` to generate, stream, best_of_n or
 -- self_consistency: every sampled token is then legal, end-of-generation is
@@ -56,6 +57,17 @@ function grammar.file(path, root)
   return wrap(h, "grammar", src)
 end
 M.grammar = grammar
+
+--- A JSON Schema, as JSON text or as a Lua table (encoded with tide.json):
+-- the output is a compact JSON instance valid under it (docs/json-schema.md).
+-- Keywords the converter cannot honour exactly raise, listing them.
+function M.json_schema(schema)
+  if type(schema) == "table" then schema = require("tide.json").encode(schema) end
+  if type(schema) ~= "string" then error("json_schema: JSON text or a table expected, got " .. type(schema), 2) end
+  local h, msg = core.json_schema_compile(schema)
+  if not h then error("json_schema: " .. msg, 2) end
+  return wrap(h, "json_schema", schema)
+end
 
 local function escape(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?%{%}|\\/]", "\\%0")) end
 

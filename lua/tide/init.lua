@@ -28,6 +28,7 @@ local constraint = require "tide.constraint"
 tide.regex = constraint.regex
 tide.grammar = constraint.grammar
 tide.choice = constraint.choice
+tide.json_schema = constraint.json_schema
 tide.greedy = require "tide.greedy"
 tide.beam = require "tide.beam"
 tide.best_of_n = require "tide.best_of_n"

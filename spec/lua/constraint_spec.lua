@@ -78,3 +78,27 @@ describe_fix("constrained generation", function()
     end
   end)
 end)
+
+describe_fix("JSON Schema constraints", function()
+  it("generates compact instances valid under the schema", function()
+    local m <close> = tide.load(FIX .. "/models/gpt2-tiny.gguf", { n_ctx = 128 })
+    local schema = { type = "object",
+                     properties = { name = { type = "string", maxLength = 6 },
+                                    age = { type = "integer", minimum = 0, maximum = 120 } },
+                     required = { "name", "age" }, additionalProperties = false }
+    local c = tide.json_schema(schema)
+    for seed = 1, 3 do
+      local s <close> = m:session { seed = seed }
+      s:feed("JSON:")
+      local text, info = s:generate { constraint = c, max_tokens = 40, sampler = { temperature = 1.0 } }
+      assert.is_true(info.accepted)
+      local v = tide.json.decode(text)
+      assert.is_string(v.name)
+      assert.is_true(utf8.len(v.name) <= 6)
+      assert.is_true(math.type(v.age) == "integer" and v.age >= 0 and v.age <= 120)
+    end
+    local ok, err = pcall(tide.json_schema, { type = "string", ["not"] = { const = "x" } })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("not", 1, true))
+  end)
+end)
