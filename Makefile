@@ -45,7 +45,7 @@ bench: build
 demo: build
 	@build/release/demo
 	@echo
-	@build/release/tide recipes/demo.lua build/demo/random-llama.gguf
+	@build/release/tide recipes/demo.lua
 
 clean:
 	rm -rf build

@@ -1,5 +1,6 @@
---- demo.lua -- the scripted half of `make demo`: one prompt, four ways to
--- continue it (greedy, sampled, beam search, best-of-N), each timed.
+--- demo.lua -- the scripted half of `make demo`: one prompt, five ways to
+-- continue it (greedy, sampled, beam search, regex-constrained, best-of-N),
+-- each timed, on the bundled model (or the random one when it is absent).
 -- Usage: tide recipes/demo.lua [model.gguf] [--help]
 -- With a random-weight model the text is noise; the mechanics and the speed
 -- are what show.
@@ -11,11 +12,18 @@ if arg[1] == "--help" or arg[1] == "-h" then
   return
 end
 
-local path = arg[1] or "build/demo/random-llama.gguf"
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+local path = arg[1] or (exists("models/tide-small.gguf") and "models/tide-small.gguf"
+                        or "build/demo/random-llama.gguf")
 tide.set_threads(2)
 local m <close> = tide.load(path, { n_ctx = 256 })
 local clock = tide.core.clock
 local prompt = "The tide comes in"
+if path:find("tide%-small") then prompt = "And the king said unto his servants" end
 
 local s <close> = m:session { seed = 42 }
 s:feed(prompt)
@@ -49,6 +57,13 @@ timed("beam x4", function()
   local n = 0
   for _, b in ipairs(info.beams) do n = n + #b.tokens end
   return text, n
+end)
+
+timed("constrained", function()
+  local kid <close> = s:fork()
+  local text, info = kid:generate { max_tokens = 24, sampler = tide.sampler { top_k = 40, temperature = 0.8 },
+                                    constraint = tide.regex " (and|but|so) [a-z]+( [a-z]+){1,4}[.!]" }
+  return text, info.n_tokens
 end)
 
 timed("best-of-8", function()
