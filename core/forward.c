@@ -11,6 +11,7 @@
 ** gpt2's GELU through an F16 table. No allocation after tide_ctx_new.
 */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "model.h"
@@ -26,6 +27,14 @@ tide_ctx_params tide_ctx_default_params(void) {
   return p;
 }
 
+/* Floats of attention scratch per thread (a multiple of 16): scores of
+** each position (n_ctx rounded up to a block), the query (head_dim), the 16
+** P.V accumulator rows (16, head_dim). */
+static size_t att_floats(const tide_model *m, int32_t n_ctx) {
+  size_t nc = ((size_t)n_ctx + 15) / 16 * 16, hd = ((size_t)m->head_dim + 15) / 16 * 16;
+  return nc + hd + 16 * hd;
+}
+
 /* The scratch blocks of a context: address of the pointer and byte size. */
 typedef struct { void **p; size_t size; } scratch_spec;
 
@@ -36,7 +45,7 @@ static int scratch_specs(tide_ctx *c, scratch_spec *s) {
   size_t ff = (size_t)m->n_ff, e = (size_t)m->n_embd;
   size_t qw = m->arch == TIDEI_ARCH_GPT2 ? 3 * e : qd;
   size_t hbw = ff > e ? ff : e;
-  size_t nt = TIDEI_MAX_THREADS, nc = (size_t)c->n_ctx;
+  size_t nt = TIDEI_MAX_THREADS;
   int n = 0;
   s[n++] = (scratch_spec){ (void **)&c->x, nb * e * f };
   s[n++] = (scratch_spec){ (void **)&c->xb, nb * e * f };
@@ -48,7 +57,7 @@ static int scratch_specs(tide_ctx *c, scratch_spec *s) {
   s[n++] = (scratch_spec){ (void **)&c->hb2, nb * ff * f };
   s[n++] = (scratch_spec){ (void **)&c->rope_cs, ((size_t)m->n_rot + 2) * f };
   s[n++] = (scratch_spec){ (void **)&c->mm_scratch, c->mm_scratch_size };
-  s[n++] = (scratch_spec){ (void **)&c->att_scores, nt * (nc + (size_t)m->head_dim) * f };
+  s[n++] = (scratch_spec){ (void **)&c->att_scores, nt * att_floats(m, c->n_ctx) * f };
   s[n++] = (scratch_spec){ (void **)&c->row_ids, nb * sizeof(int32_t) };
   s[n++] = (scratch_spec){ (void **)&c->out_rows, nb * sizeof(int32_t) };
   s[n++] = (scratch_spec){ (void **)&c->logits, nb * (size_t)m->n_vocab * f };
@@ -260,33 +269,36 @@ static void kv_store(tide_ctx *c, int32_t il, const tide_batch_row *r, const flo
   }
 }
 
+/* Per-thread attention scratch (att_floats): sc (n_ctx rounded up to 16),
+** qf (head_dim), acc (16, head_dim). */
+typedef struct { float *sc, *qf, *acc; } att_scratch;
+
 /* Attention of one (row, head): out (head_dim) = softmax(K q * scale) V over
-** positions 0..pos of the row's sequence, through its block table. */
-static void attend_head(tide_ctx *c, int32_t ai, int h, float *sc, float *qf) {
+** positions 0..pos of the row's sequence, a cache block (16 positions) at a
+** time. K.Q and P.V run in llama.cpp's order (tensor.h: kq, pv): each is a
+** 16-lane fma dot summed as a tree, the P.V lanes being positions mod 16. */
+static void attend_head(tide_ctx *c, int32_t ai, int h, const att_scratch *w) {
   const tide_model *m = c->m;
   const tidei_kv *kv = &c->kv;
+  const struct tidei_kernels *k = c->env->k;
   const tide_batch_row *r = &c->rows[c->att_rows[ai]];
-  int hd = m->head_dim, g = h / (m->n_head / m->n_kv_head);
+  int hd = m->head_dim, g = h / (m->n_head / m->n_kv_head), kvt = kv->kv_type;
   int32_t n_pos = r->pos + 1, il = c->il;
   const float *q = c->cq + (int64_t)ai * c->q_stride + (int64_t)h * hd;
   float *out = c->att + (int64_t)ai * m->n_head * hd + (int64_t)h * hd;
   float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
-  const float *f16f = m->f16_to_f32;
-  int f16 = kv->kv_type == TIDE_F16;
-  int64_t koff = (int64_t)g * hd;
+  float *sc = w->sc, *qf = w->qf, *acc = w->acc;
+  size_t koff = (size_t)g * hd * kv->elt;
   /* Q rounded to F16 for the K.Q product when K is F16 */
-  for (int d = 0; d < hd; d++) qf[d] = f16 ? f16f[tidei_f32_to_f16(q[d])] : q[d];
+  if (kvt == TIDE_F16) k->round_f16(q, qf, hd);
+  else memcpy(qf, q, (size_t)hd * sizeof(float));
+  for (int32_t t = 0; t < n_pos; t += TIDEI_KV_BLOCK) {
+    int nb = n_pos - t < TIDEI_KV_BLOCK ? (int)(n_pos - t) : TIDEI_KV_BLOCK;
+    k->kq[kvt](hd, (const char *)tidei_kv_row(kv, r->seq, 0, il, t) + koff, kv->row_bytes, nb,
+               qf, sc + t);
+  }
   for (int32_t t = 0; t < n_pos; t++) {
-    const void *krow = tidei_kv_row(kv, r->seq, 0, il, t);
-    double s = 0;
-    if (f16) {
-      const uint16_t *k = (const uint16_t *)krow + koff;
-      for (int d = 0; d < hd; d++) s += (double)(f16f[k[d]] * qf[d]);
-    } else {
-      const float *k = (const float *)krow + koff;
-      for (int d = 0; d < hd; d++) s += (double)(k[d] * qf[d]);
-    }
-    sc[t] = (float)s * scale;
+    sc[t] *= scale;
     if (sc[t] > mx) mx = sc[t];
   }
   double sum = 0;
@@ -295,30 +307,40 @@ static void attend_head(tide_ctx *c, int32_t ai, int h, float *sc, float *qf) {
     sum += (double)sc[t];
   }
   float inv = (float)(1.0 / sum);
-  for (int d = 0; d < hd; d++) out[d] = 0;
-  for (int32_t t = 0; t < n_pos; t++) {
-    const void *vrow = tidei_kv_row(kv, r->seq, 1, il, t);
-    float p = sc[t] * inv;
-    if (f16) {
-      const uint16_t *v = (const uint16_t *)vrow + koff;
-      p = f16f[tidei_f32_to_f16(p)]; /* probabilities rounded to F16 */
-      for (int d = 0; d < hd; d++) out[d] += p * f16f[v[d]];
-    } else {
-      const float *v = (const float *)vrow + koff;
-      for (int d = 0; d < hd; d++) out[d] += p * v[d];
-    }
+  for (int32_t t = 0; t < n_pos; t++) sc[t] *= inv;
+  /* probabilities rounded to F16 for the P.V product when V is F16 */
+  if (kvt == TIDE_F16) k->round_f16(sc, sc, n_pos);
+  memset(acc, 0, (size_t)TIDEI_KV_BLOCK * hd * sizeof(float));
+  for (int32_t t = 0; t < n_pos; t += TIDEI_KV_BLOCK) {
+    int nb = n_pos - t < TIDEI_KV_BLOCK ? (int)(n_pos - t) : TIDEI_KV_BLOCK;
+    k->pv[kvt](hd, (const char *)tidei_kv_row(kv, r->seq, 1, il, t) + koff, kv->row_bytes, nb,
+               sc + t, acc, hd);
   }
+  /* the 16 lanes (rows of acc) as the tree (j, j+8), (j, j+4), (j, j+2), (j, j+1) */
+  for (int half = 8; half > 1; half /= 2)
+    for (int j = 0; j < half; j++)
+      for (int d = 0; d < hd; d++) acc[j * hd + d] += acc[(j + half) * hd + d];
+  for (int d = 0; d < hd; d++) out[d] = acc[d] + acc[hd + d];
 }
 
-/* Pool task: the (row, head) pairs of thread ith. */
+/* Pool task: (row, head) pairs taken one at a time from a shared counter,
+** so rows of unequal length (prefill) and a late thread even out. */
+typedef struct {
+  tide_ctx *c;
+  atomic_int next;
+} att_task;
+
 static void attend_task(void *arg, int ith, int nth) {
-  tide_ctx *c = arg;
+  att_task *at = arg;
+  tide_ctx *c = at->c;
+  (void)nth;
   int n_head = c->m->n_head;
-  int64_t a, b;
-  tidei_split((int64_t)c->n_att * n_head, ith, nth, 1, &a, &b);
-  float *sc = c->att_scores + (size_t)ith * ((size_t)c->n_ctx + c->m->head_dim);
-  float *qf = sc + c->n_ctx;
-  for (int64_t i = a; i < b; i++) attend_head(c, (int32_t)(i / n_head), (int)(i % n_head), sc, qf);
+  size_t nc = ((size_t)c->n_ctx + 15) / 16 * 16, hd = ((size_t)c->m->head_dim + 15) / 16 * 16;
+  float *base = c->att_scores + (size_t)ith * att_floats(c->m, c->n_ctx);
+  att_scratch w = { base, base + nc, base + nc + hd };
+  int n = c->n_att * n_head;
+  for (int i; (i = atomic_fetch_add_explicit(&at->next, 1, memory_order_relaxed)) < n;)
+    attend_head(c, i / n_head, i % n_head, &w);
 }
 
 /* ---------------------------------------------------------------- layers */
@@ -401,7 +423,8 @@ static void layer(tide_ctx *c, const tide_batch_row *rows, int32_t il, int32_t n
   if (na == 0) return;
   /* attend */
   c->rows = rows, c->att_rows = ids, c->n_att = na, c->il = il, c->q_stride = qs, c->cq = q;
-  tidei_pool_run(env, attend_task, c);
+  att_task at = { c, 0 };
+  tidei_pool_run(env, attend_task, &at);
   /* out-proj, residual */
   tidei_matmul(env, &l->wo, c->att, na, c->hb, mm);
   add_bias(c->hb, e, l->bo, na, e);

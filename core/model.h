@@ -93,8 +93,9 @@ struct tide_ctx {
   float *rope_cs;           /* (n_rot) cos, sin pairs of one position */
   void *mm_scratch;         /* tidei_matmul's activation buffer */
   size_t mm_scratch_size;
-  float *att_scores;        /* (TIDEI_MAX_THREADS, n_ctx + head_dim) per thread:
-                               scores of each position, then the query */
+  float *att_scores;        /* (TIDEI_MAX_THREADS, n_ctx + head_dim + 16*head_dim) per thread:
+                               scores of each position, the query, then 16
+                               per-lane accumulators of P.V */
   int32_t *row_ids;         /* (n_batch) 0, 1, 2, ...: rows attending in a layer */
   int32_t *out_rows;        /* (n_batch) rows whose logits are computed */
   float *logits;            /* (n_batch, n_vocab) */

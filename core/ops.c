@@ -12,6 +12,7 @@
 */
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tensor.h"
@@ -131,7 +132,70 @@ void tidei_vec_dot_q6_K_scalar(int64_t n, const void *w, const void *x, float *o
   *out = s;
 }
 
+/* ---------------------------------------------------------------- attention */
+
+/* The sum of 16 lanes as the tree (j, j+8), (j, j+4), (j, j+2), (j, j+1). */
+static float tree16(const float *l) {
+  float a[8], b[4];
+  for (int j = 0; j < 8; j++) a[j] = l[j] + l[j + 8];
+  for (int j = 0; j < 4; j++) b[j] = a[j] + a[j + 4];
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* s[t] = K[t] . q in ggml_vec_dot_f32's order (tensor.h: kq) */
+void tidei_kq_f32_scalar(int hd, const void *k, size_t rs, int n, const float *q, float *s) {
+  int np = hd & ~63;
+  for (int t = 0; t < n; t++) {
+    const float *kr = (const float *)((const char *)k + (size_t)t * rs);
+    float l[64] = { 0 }, r[16];
+    for (int i = 0; i < np; i++) l[i & 63] = fmaf(kr[i], q[i], l[i & 63]);
+    for (int j = 0; j < 16; j++) r[j] = (l[j] + l[32 + j]) + (l[16 + j] + l[48 + j]);
+    float sum = tree16(r);
+    for (int i = np; i < hd; i++) sum = fmaf(kr[i], q[i], sum);
+    s[t] = sum;
+  }
+}
+
+/* s[t] = K[t] . q, 16 fma lanes then tree16 (tensor.h: kq) */
+void tidei_kq_f16_scalar(int hd, const void *k, size_t rs, int n, const float *q, float *s) {
+  for (int t = 0; t < n; t++) {
+    const uint16_t *kr = (const uint16_t *)((const char *)k + (size_t)t * rs);
+    float l[16] = { 0 };
+    for (int i = 0; i < hd; i++) l[i & 15] = fmaf(tidei_f16_to_f32(kr[i]), q[i], l[i & 15]);
+    s[t] = tree16(l);
+  }
+}
+
+/* acc[t][i] = fma(p[t], V[t][i], acc[t][i]) (tensor.h: pv) */
+void tidei_pv_f32_scalar(int hd, const void *v, size_t rs, int n, const float *p, float *acc,
+                         int ldacc) {
+  for (int t = 0; t < n; t++) {
+    const float *vr = (const float *)((const char *)v + (size_t)t * rs);
+    for (int i = 0; i < hd; i++) acc[t * ldacc + i] = fmaf(p[t], vr[i], acc[t * ldacc + i]);
+  }
+}
+
+void tidei_pv_f16_scalar(int hd, const void *v, size_t rs, int n, const float *p, float *acc,
+                         int ldacc) {
+  for (int t = 0; t < n; t++) {
+    const uint16_t *vr = (const uint16_t *)((const char *)v + (size_t)t * rs);
+    for (int i = 0; i < hd; i++)
+      acc[t * ldacc + i] = fmaf(p[t], tidei_f16_to_f32(vr[i]), acc[t * ldacc + i]);
+  }
+}
+
 /* ---------------------------------------------------------------- quant */
+
+/* f32 -> the nearest F16 values, as f32 */
+void tidei_round_f16_scalar(const float *src, void *dst, int64_t n) {
+  float *y = dst;
+  for (int64_t i = 0; i < n; i++) y[i] = tidei_f16_to_f32(tidei_f32_to_f16(src[i]));
+}
+
+static void widen_f16_scalar(const void *src, float *dst, int64_t n) {
+  const uint16_t *h = src;
+  for (int64_t i = 0; i < n; i++) dst[i] = tidei_f16_to_f32(h[i]);
+}
 
 void tidei_quant_f32_scalar(const float *src, void *dst, int64_t n) {
   memcpy(dst, src, (size_t)n * sizeof(float));
@@ -189,6 +253,10 @@ static const struct tidei_kernels kernels_scalar = {
   { 0 }, /* no tile kernels */
   { 0 },
   { 0 },
+  tidei_round_f16_scalar,
+  widen_f16_scalar,
+  { [TIDE_F32] = tidei_kq_f32_scalar, [TIDE_F16] = tidei_kq_f16_scalar },
+  { [TIDE_F32] = tidei_pv_f32_scalar, [TIDE_F16] = tidei_pv_f16_scalar },
 };
 
 const struct tidei_kernels *tidei_kernels_scalar(void) { return &kernels_scalar; }
@@ -215,11 +283,16 @@ typedef struct {
   const tidei_mat *w;
   const struct tidei_kernels *k;
   const float *x;       /* (n_tok, n_in) */
-  char *xq;             /* (n_tok, xrow bytes): x in vec_dtype */
+  char *xq;             /* (n_tok, xrow bytes): x in vec_dtype (F16: f32 rounded) */
   char *xp;             /* the tile kernel's panel of xq, or NULL */
+  float *wp;            /* F16 sgemm: (TIDEI_F16_PANEL, n_in) weights as f32 */
   size_t xrow, wrow;    /* bytes per activation row, per weight row */
   int64_t n_tok;
+  int64_t p0, p1;       /* F16 sgemm: the weight rows of the current panel */
+  int f16r;             /* F16 weights through rows on f32 rounded activations */
   float *y;             /* (n_tok, n_out) */
+  int64_t chunk;        /* rows per piece of work (a multiple of 16) */
+  atomic_llong next;    /* first row of the next piece nobody took */
 } mm_task;
 
 /* Bytes of one activation row in the weight's vec_dtype. */
@@ -231,14 +304,20 @@ static size_t act_row_size(const tidei_mat *w) {
 static int tiled_dtype(int dtype) { return dtype == TIDE_Q8_0 || dtype == TIDE_Q4_0; }
 
 /* The panel starts at a 64-byte offset past the activation rows. */
-static size_t panel_offset(const tidei_mat *w, int64_t n_tok) {
-  return (act_row_size(w) * (size_t)n_tok + 63) & ~(size_t)63;
+static size_t panel_offset(size_t xrow, int64_t n_tok) {
+  return (xrow * (size_t)n_tok + 63) & ~(size_t)63;
 }
 
 size_t tidei_matmul_scratch(const tidei_mat *w, int64_t n_tok) {
   if (w->dtype == TIDE_F32) return 0;
   if (n_tok > 1 && tiled_dtype(w->dtype))
-    return panel_offset(w, n_tok) + tidei_panel_size(w->n_in, n_tok);
+    return panel_offset(act_row_size(w), n_tok) + tidei_panel_size(w->n_in, n_tok);
+  if (w->dtype == TIDE_F16) {
+    size_t xs = (size_t)w->n_in * sizeof(float) * (size_t)n_tok;
+    if (n_tok < TIDEI_F16_SGEMM) return xs;
+    return panel_offset((size_t)w->n_in * sizeof(float), n_tok) +
+           (size_t)TIDEI_F16_PANEL * (size_t)w->n_in * sizeof(float);
+  }
   return act_row_size(w) * (size_t)n_tok;
 }
 
@@ -248,7 +327,7 @@ static void mm_quant(void *arg, int ith, int nth) {
   mm_task *t = arg;
   int64_t t0, t1;
   tidei_split(t->n_tok, ith, nth, t->xp ? 8 : 1, &t0, &t1);
-  tidei_from_float_fn q = t->k->quant[tidei_dtype(t->w->dtype)->vec_dtype];
+  tidei_from_float_fn q = t->f16r ? t->k->round_f16 : t->k->quant[tidei_dtype(t->w->dtype)->vec_dtype];
   for (int64_t i = t0; i < t1; i++)
     q(t->x + i * t->w->n_in, t->xq + (size_t)i * t->xrow, t->w->n_in);
   if (t->xp && t0 < t1)
@@ -259,11 +338,8 @@ static void mm_quant(void *arg, int ith, int nth) {
 /* Y[:, r0:r1] = X W[r0:r1]^T. Rows go in tiles small enough to stay in L1
 ** while every token row is dotted with them, so each weight byte comes from
 ** memory once per call whatever n_tok is. */
-static void mm_rows(void *arg, int ith, int nth) {
-  mm_task *t = arg;
+static void mm_range(mm_task *t, int64_t r0, int64_t r1) {
   const tidei_mat *w = t->w;
-  int64_t r0, r1;
-  tidei_split(w->n_out, ith, nth, 16, &r0, &r1);
   const char *wd = w->data;
   if (t->xp) {
     if (r0 < r1)
@@ -271,22 +347,41 @@ static void mm_rows(void *arg, int ith, int nth) {
                            t->n_tok, t->y + r0, w->n_out);
     return;
   }
-  if (t->n_tok == 1 && t->k->rows[w->dtype]) {
-    if (r0 < r1) t->k->rows[w->dtype](w->n_in, wd + (size_t)r0 * t->wrow, t->wrow, r1 - r0, t->xq, t->y + r0);
-    return;
-  }
+  tidei_rows_fn rows = t->k->rows[w->dtype];
   tidei_vec_dot_fn dot = t->k->vec_dot[w->dtype];
+  if (!t->f16r && t->n_tok > 1) rows = NULL; /* rows takes one token */
   int64_t tile = t->n_tok == 1 ? r1 - r0 : (int64_t)(32768 / (t->wrow + 1));
   if (tile < 1) tile = 1;
   if (tile > 16 && t->n_tok > 1) tile = 16;
+  if (rows && tile > 4) tile &= ~(int64_t)3; /* rows runs 4 at a time */
   for (int64_t a = r0; a < r1; a += tile) {
     int64_t b = a + tile < r1 ? a + tile : r1;
     for (int64_t i = 0; i < t->n_tok; i++) {
       const char *xr = t->xq + (size_t)i * t->xrow;
       float *yr = t->y + i * w->n_out;
-      for (int64_t r = a; r < b; r++) dot(w->n_in, wd + (size_t)r * t->wrow, xr, &yr[r]);
+      if (rows) rows(w->n_in, wd + (size_t)a * t->wrow, t->wrow, b - a, xr, yr + a);
+      else
+        for (int64_t r = a; r < b; r++) dot(w->n_in, wd + (size_t)r * t->wrow, xr, &yr[r]);
     }
   }
+}
+
+/* Pool task: pieces of t->chunk rows taken from a shared counter, so a
+** thread that starts late (woken late, or preempted on a busy machine)
+** leaves its share to the others instead of holding everyone up. */
+static void mm_rows(void *arg, int ith, int nth) {
+  mm_task *t = arg;
+  int64_t n = t->w->n_out, a;
+  (void)ith, (void)nth;
+  while ((a = atomic_fetch_add_explicit(&t->next, t->chunk, memory_order_relaxed)) < n)
+    mm_range(t, a, a + t->chunk < n ? a + t->chunk : n);
+}
+
+/* About 4 pieces per thread, whole multiples of 16 rows. */
+static void mm_plan(mm_task *t, int nth) {
+  int64_t c = (t->w->n_out + 4 * nth - 1) / (4 * nth);
+  t->chunk = c < 16 ? 16 : (c + 15) / 16 * 16;
+  atomic_store_explicit(&t->next, 0, memory_order_relaxed);
 }
 
 static void mm_setup(mm_task *t, const struct tidei_kernels *k, const tidei_mat *w,
@@ -297,10 +392,39 @@ static void mm_setup(mm_task *t, const struct tidei_kernels *k, const tidei_mat 
   t->n_tok = n_tok;
   t->y = y;
   t->wrow = tide_dtype_row_size(w->dtype, w->n_in);
-  t->xrow = act_row_size(w);
+  t->f16r = w->dtype == TIDE_F16 && k->rows[TIDE_F16] != NULL;
+  t->xrow = t->f16r ? (size_t)w->n_in * sizeof(float) : act_row_size(w);
   t->xq = w->dtype == TIDE_F32 ? (char *)(uintptr_t)x : (char *)scratch;
   t->xp = n_tok > 1 && tiled_dtype(w->dtype) && k->tile[w->dtype]
-              ? (char *)scratch + panel_offset(w, n_tok) : NULL;
+              ? (char *)scratch + panel_offset(t->xrow, n_tok) : NULL;
+  t->wp = NULL;
+}
+
+/* F16 sgemm: weight rows [p0, p1) of the panel -> f32, split over threads. */
+static void mm_widen(void *arg, int ith, int nth) {
+  mm_task *t = arg;
+  int64_t a, b;
+  tidei_split(t->p1 - t->p0, ith, nth, 1, &a, &b);
+  for (int64_t r = a; r < b; r++)
+    t->k->widen_f16((const char *)t->w->data + (size_t)(t->p0 + r) * t->wrow,
+                    t->wp + r * t->w->n_in, t->w->n_in);
+}
+
+/* Y = X W^T for F16 W through sgemm, a panel of rows at a time (tensor.h). */
+static void mm_f16_sgemm(tide_env *env, mm_task *t, void *scratch) {
+  const tidei_mat *w = t->w;
+  t->f16r = 1;
+  t->xrow = (size_t)w->n_in * sizeof(float);
+  t->wp = (float *)((char *)scratch + panel_offset(t->xrow, t->n_tok));
+  tidei_pool_run(env, mm_quant, t);
+  for (int64_t p = 0; p < w->n_out; p += TIDEI_F16_PANEL) {
+    t->p0 = p;
+    t->p1 = p + TIDEI_F16_PANEL < w->n_out ? p + TIDEI_F16_PANEL : w->n_out;
+    tidei_pool_run(env, mm_widen, t);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t->n_tok, (int)(t->p1 - p),
+                (int)w->n_in, 1.0f, (const float *)t->xq, (int)w->n_in, t->wp, (int)w->n_in,
+                0.0f, t->y + p, (int)w->n_out);
+  }
 }
 
 void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
@@ -313,10 +437,15 @@ void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
   }
   mm_task t;
   mm_setup(&t, env->force_scalar ? &kernels_scalar : env->k, w, x, n_tok, y, scratch);
+  if (w->dtype == TIDE_F16 && n_tok >= TIDEI_F16_SGEMM) {
+    mm_f16_sgemm(env, &t, scratch);
+    return;
+  }
   if (w->dtype != TIDE_F32) {
     if (n_tok >= 16) tidei_pool_run(env, mm_quant, &t);
     else mm_quant(&t, 0, 1);
   }
+  mm_plan(&t, env->n_threads);
   tidei_pool_run(env, mm_rows, &t);
 }
 
@@ -326,5 +455,5 @@ void tidei_matmul_ref(const tidei_mat *w, const float *x, int64_t n_tok, float *
   mm_task t;
   mm_setup(&t, &kernels_scalar, w, x, n_tok, y, scratch);
   if (w->dtype != TIDE_F32) mm_quant(&t, 0, 1);
-  mm_rows(&t, 0, 1);
+  mm_range(&t, 0, w->n_out);
 }

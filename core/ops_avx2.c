@@ -352,6 +352,57 @@ TILE_DRIVER(tile_q8_0, q8_0_micro, tidei_block_q8_0)
 TILE_DRIVER(tile_q4_0, q4_0_micro, tidei_block_q4_0)
 #undef TILE_DRIVER
 
+/* ---------------------------------------------------------------- attention */
+
+/* kq (F16) and pv (tensor.h): the 16 lanes of llama.cpp's accumulator are
+** two ymm (elements i mod 16 < 8, >= 8); a tail past the last 16 goes lane
+** by lane with fmaf, then the tree (j, j+8), (j, j+4), (j, j+2), (j, j+1).
+** F32 K takes the scalar kernel (ggml_vec_dot_f32's order). */
+AVX2 static void kq_f16(int hd, const void *k, size_t rs, int n, const float *q, float *s) {
+#define LD(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+  for (int t = 0; t < n; t++) {
+    const uint16_t *kr = (const uint16_t *)((const char *)k + (size_t)t * rs);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int i = 0;
+    for (; i + 16 <= hd; i += 16) {
+      a0 = _mm256_fmadd_ps(LD(kr + i), _mm256_loadu_ps(q + i), a0);
+      a1 = _mm256_fmadd_ps(LD(kr + i + 8), _mm256_loadu_ps(q + i + 8), a1);
+    }
+#undef LD
+    if (i < hd) {
+      float l[16];
+      _mm256_storeu_ps(l, a0);
+      _mm256_storeu_ps(l + 8, a1);
+      for (int j = 0; i + j < hd; j++) l[j] = fmaf(f16(kr[i + j]), q[i + j], l[j]);
+      a0 = _mm256_loadu_ps(l);
+      a1 = _mm256_loadu_ps(l + 8);
+    }
+    s[t] = hsum_ps(_mm256_add_ps(a0, a1));
+  }
+}
+
+#define CV_F32(x) (x)
+#define LD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define PV_KERNEL(pv, T, LD, CV)                                                           \
+  AVX2 static void pv(int hd, const void *v, size_t rs, int n, const float *p, float *acc, \
+                      int ldacc) {                                                         \
+    for (int t = 0; t < n; t++) {                                                          \
+      const T *vr = (const T *)((const char *)v + (size_t)t * rs);                         \
+      float *a = acc + (size_t)t * ldacc;                                                  \
+      __m256 pt = _mm256_set1_ps(p[t]);                                                    \
+      int i = 0;                                                                           \
+      for (; i + 8 <= hd; i += 8)                                                          \
+        _mm256_storeu_ps(a + i, _mm256_fmadd_ps(pt, LD(vr + i), _mm256_loadu_ps(a + i)));  \
+      for (; i < hd; i++) a[i] = fmaf(p[t], CV(vr[i]), a[i]);                              \
+    }                                                                                      \
+  }
+
+PV_KERNEL(pv_f16, uint16_t, LD_F16, f16)
+PV_KERNEL(pv_f32, float, _mm256_loadu_ps, CV_F32)
+#undef PV_KERNEL
+#undef LD_F16
+#undef CV_F32
+
 /* ---------------------------------------------------------------- quant */
 
 /* f32 -> f16, round to nearest even (VCVTPS2PH imm 0) */
@@ -361,6 +412,23 @@ AVX2 static void quant_f16(const float *src, void *dst, int64_t n) {
   for (; i + 8 <= n; i += 8)
     _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), 0));
   for (; i < n; i++) h[i] = tidei_f32_to_f16(src[i]);
+}
+
+/* f32 -> the nearest F16 values, as f32 */
+AVX2 static void round_f16(const float *src, void *dst, int64_t n) {
+  float *y = dst;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + i), 0)));
+  for (; i < n; i++) y[i] = f16(tidei_f32_to_f16(src[i]));
+}
+
+/* F16 -> f32 */
+AVX2 static void widen_f16(const void *src, float *dst, int64_t n) {
+  const uint16_t *h = src;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+  for (; i < n; i++) dst[i] = f16(h[i]);
 }
 
 /* llama.cpp's x86 quantize_row_q8_0: d = amax/127, q = nearest-even(x*127/amax) */
@@ -413,6 +481,10 @@ static const struct tidei_kernels kernels_avx2 = {
   { [TIDE_Q8_0] = pack_q8_0, [TIDE_Q4_0] = pack_q8_0 },
   { [TIDE_Q8_0] = tile_q8_0, [TIDE_Q4_0] = tile_q4_0 },
   { 0 }, /* rows: vec_dot per row */
+  round_f16,
+  widen_f16,
+  { [TIDE_F32] = tidei_kq_f32_scalar, [TIDE_F16] = kq_f16 },
+  { [TIDE_F32] = pv_f32, [TIDE_F16] = pv_f16 },
 };
 
 const struct tidei_kernels *tidei_kernels_avx2(void) { return &kernels_avx2; }

@@ -80,6 +80,72 @@ AVX512 static void dot_f16(int64_t n, const void *w, const void *x, float *out) 
   *out = hsum512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
+/* rows (tensor.h) for F16: dot_f16 on 4 rows at once against x already
+** widened (f32 values of F16), each row with dot_f16's accumulators, order
+** and tail, so only the weights are converted. */
+AVX512 static void rows_f16(int64_t n, const void *w, size_t wrow, int64_t nr, const void *xq,
+                            float *y) {
+  const float *b = xq;
+  int64_t r = 0;
+  for (; r < nr; r += 4) {
+    int nk = nr - r < 4 ? (int)(nr - r) : 4;
+    const uint16_t *a[4];
+    for (int k = 0; k < 4; k++) a[k] = (const uint16_t *)((const char *)w + (size_t)(r + (k < nk ? k : 0)) * wrow);
+    __m512 s[4][4];
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < 4; k++)
+      _Pragma("GCC unroll 4")
+      for (int j = 0; j < 4; j++) s[k][j] = _mm512_setzero_ps();
+#define LD(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      __m512 x0 = _mm512_loadu_ps(b + i), x1 = _mm512_loadu_ps(b + i + 16);
+      __m512 x2 = _mm512_loadu_ps(b + i + 32), x3 = _mm512_loadu_ps(b + i + 48);
+      _Pragma("GCC unroll 4")
+      for (int k = 0; k < 4; k++) {
+        _mm_prefetch((const char *)(a[k] + i) + PF_DIST, _MM_HINT_T0);
+        _mm_prefetch((const char *)(a[k] + i) + PF_DIST + 64, _MM_HINT_T0);
+        s[k][0] = _mm512_fmadd_ps(LD(a[k] + i), x0, s[k][0]);
+        s[k][1] = _mm512_fmadd_ps(LD(a[k] + i + 16), x1, s[k][1]);
+        s[k][2] = _mm512_fmadd_ps(LD(a[k] + i + 32), x2, s[k][2]);
+        s[k][3] = _mm512_fmadd_ps(LD(a[k] + i + 48), x3, s[k][3]);
+      }
+    }
+    for (; i + 16 <= n; i += 16) {
+      __m512 x0 = _mm512_loadu_ps(b + i);
+      _Pragma("GCC unroll 4")
+      for (int k = 0; k < 4; k++) s[k][0] = _mm512_fmadd_ps(LD(a[k] + i), x0, s[k][0]);
+    }
+#undef LD
+    if (i < n) {
+      __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+      __m512 x1 = _mm512_maskz_loadu_ps(m, b + i);
+      _Pragma("GCC unroll 4")
+      for (int k = 0; k < 4; k++)
+        s[k][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a[k] + i)), x1, s[k][1]);
+    }
+    for (int k = 0; k < nk; k++)
+      y[r + k] = hsum512(_mm512_add_ps(_mm512_add_ps(s[k][0], s[k][1]), _mm512_add_ps(s[k][2], s[k][3])));
+  }
+}
+
+/* f32 -> the nearest F16 values, as f32 */
+AVX512 static void round_f16(const float *src, void *dst, int64_t n) {
+  float *y = dst;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(src + i), 0)));
+  for (; i < n; i++) y[i] = f16(tidei_f32_to_f16(src[i]));
+}
+
+/* F16 -> f32 */
+AVX512 static void widen_f16(const void *src, float *dst, int64_t n) {
+  const uint16_t *h = src;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+  for (; i < n; i++) dst[i] = f16(h[i]);
+}
+
 /* out = sum_i f32(w[i])*f32(x[i]) over bf16 rows (bf16 -> f32 is a shift) */
 AVX512 static void dot_bf16(int64_t n, const void *w, const void *x, float *out) {
   const uint16_t *a = w, *b = x;
@@ -179,6 +245,7 @@ AVX512 static void rows_q8_0(int64_t n_in, const void *w, size_t wrow, int64_t n
   const tidei_block_q8_0 *b = xq;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   int64_t nb = n_in / QK8_0, r = 0;
+  size_t ahead = 8 * wrow * (8 * wrow >= 12288 ? 1 : 2);
   for (; r + 8 <= nr; r += 8) {
     const tidei_block_q8_0 *a[8];
     _Pragma("GCC unroll 8")
@@ -192,12 +259,11 @@ AVX512 static void rows_q8_0(int64_t n_in, const void *w, size_t wrow, int64_t n
     for (; i + 8 <= nb; i += 8) {
       __m256 sx = scales8_34(b + i);
       __m512 sc[4];
+      /* as rows_q4_0: the 8 rows' stretch a little ahead, 2176 bytes a step */
+      const char *pf = (const char *)a[0] + ahead + (size_t)i * 8 * sizeof(tidei_block_q8_0);
+      for (int l = 0; l < 34; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T0);
       _Pragma("GCC unroll 4")
       for (int p = 0; p < 4; p++) {
-        for (int k = 0; k < 5; k++) {
-          _mm_prefetch((const char *)(a[2 * p] + i) + PF_DIST + 64 * k, _MM_HINT_T0);
-          _mm_prefetch((const char *)(a[2 * p + 1] + i) + PF_DIST + 64 * k, _MM_HINT_T0);
-        }
         sc[p] = pair_ps(_mm256_mul_ps(scales8_34(a[2 * p] + i), sx),
                         _mm256_mul_ps(scales8_34(a[2 * p + 1] + i), sx));
       }
@@ -276,6 +342,53 @@ AVX512 static void dot_q4_0(int64_t n, const void *w, const void *x, float *out)
     s = fmaf((float)_mm_cvtsi128_si32(h), f16(a[i].d) * f16(b[i].d), s);
   }
   *out = s;
+}
+
+/* rows (tensor.h) for Q4_0: dot_q4_0 on 8 rows at once, lane r of a ymm is
+** row r's float sum s, so each block is one fma for the 8 rows (s = fma(
+** block_sum, d_w*d_x, s), vec_dot's order per row) and the 8 chains hide
+** the fma latency. Low and high nibbles meet the activation's two halves in
+** 128-bit dpbusd (no lane inserts); the -8 term is the activation block's,
+** shared by the rows; the rows' scales come in one dword gather. */
+AVX512 static void rows_q4_0(int64_t n_in, const void *w, size_t wrow, int64_t nr,
+                             const void *xq, float *y) {
+  const tidei_block_q8_0 *b = xq;
+  const __m128i m4 = _mm_set1_epi8(15), e8 = _mm_set1_epi8(8), z = _mm_setzero_si128();
+  const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32((int)wrow));
+  int64_t nb = n_in / QK4_0, r = 0;
+  size_t ahead = 8 * wrow * (8 * wrow >= 12288 ? 1 : 2);
+  for (; r + 8 <= nr; r += 8) {
+    const char *w0 = (const char *)w + (size_t)r * wrow;
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+      const char *wi = w0 + (size_t)i * sizeof(tidei_block_q4_0);
+      /* the 8 rows are one contiguous stretch of memory: fetch a later
+      ** stretch (>= 12 KB ahead) as fast as this one is read (144 bytes a
+      ** block); prefetching each row's own line ahead ran at 2/3 the speed */
+      const char *pf = w0 + ahead + (size_t)i * 8 * sizeof(tidei_block_q4_0);
+      _mm_prefetch(pf, _MM_HINT_T0);
+      _mm_prefetch(pf + 64, _MM_HINT_T0);
+      _mm_prefetch(pf + 128, _MM_HINT_T0);
+      __m128i xl = _mm_loadu_si128((const __m128i *)b[i].qs);
+      __m128i xh = _mm_loadu_si128((const __m128i *)(b[i].qs + 16));
+      __m128i c = _mm_sub_epi32(z, _mm_dpbusd_epi32(_mm_dpbusd_epi32(z, e8, xl), e8, xh));
+      __m128i p[8];
+      _Pragma("GCC unroll 8")
+      for (int k = 0; k < 8; k++) {
+        __m128i t = _mm_loadu_si128((const __m128i *)(wi + (size_t)k * wrow + 2));
+        p[k] = _mm_dpbusd_epi32(_mm_dpbusd_epi32(c, _mm_and_si128(t, m4), xl),
+                                _mm_and_si128(_mm_srli_epi16(t, 4), m4), xh);
+      }
+      __m128i s03 = _mm_hadd_epi32(_mm_hadd_epi32(p[0], p[1]), _mm_hadd_epi32(p[2], p[3]));
+      __m128i s47 = _mm_hadd_epi32(_mm_hadd_epi32(p[4], p[5]), _mm_hadd_epi32(p[6], p[7]));
+      __m256i dw = _mm256_i32gather_epi32((const int *)wi, off, 1);
+      __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_cvtepi32_epi16(dw)), _mm256_set1_ps(f16(b[i].d)));
+      s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_set_m128i(s47, s03)), d, s);
+    }
+    _mm256_storeu_ps(y + r, s);
+  }
+  for (; r < nr; r++) dot_q4_0(n_in, (const char *)w + (size_t)r * wrow, xq, &y[r]);
 }
 
 /* ---------------------------------------------------------------- tiles */
@@ -470,6 +583,96 @@ TILE_DRIVER(tile_q4_0, q4_0_micro)
 #undef TILE_DRIVER
 #undef BC4
 
+/* ---------------------------------------------------------------- attention */
+
+/* The 16 tree sums (tensor.h: kq) of v[0..15], lane t = tree(v[t]): each
+** level adds the same lane pairs as _mm512_reduce_add_ps, four vectors at
+** a time, and the last permute undoes the 4x4 transpose the levels leave. */
+AVX512 static inline __m512 tree16x16(const __m512 *v) {
+  __m512 u[8], w[4], z[2];
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < 8; i++) /* lanes j + j+8: [a 0..7, b 0..7] */
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xee));
+  _Pragma("GCC unroll 4")
+  for (int i = 0; i < 4; i++) /* j + j+4: quarter k = vector 4i+k */
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xdd));
+  _Pragma("GCC unroll 2")
+  for (int i = 0; i < 2; i++) /* j + j+2 */
+    z[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], 0xee));
+  __m512 r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xdd));
+  /* lane 4k + m holds vector 4m + k */
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+#define KV_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define KV_F16M(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p))
+#define KV_F32(p) _mm512_loadu_ps(p)
+#define KV_F32M(m, p) _mm512_maskz_loadu_ps(m, p)
+
+/* kq (tensor.h) for F16 K: 16 positions' accumulators, then tree16x16. */
+AVX512 static void kq_f16(int hd, const void *k, size_t rs, int n, const float *q, float *s) {
+  __m512 v[16];
+  __mmask16 m = (__mmask16)((1u << (hd & 15)) - 1);
+  for (int t = 0; t < 16; t++) {
+    const uint16_t *kr = (const uint16_t *)((const char *)k + (size_t)t * rs);
+    __m512 a = _mm512_setzero_ps();
+    if (t < n) {
+      int i = 0;
+      for (; i + 16 <= hd; i += 16) a = _mm512_fmadd_ps(KV_F16(kr + i), _mm512_loadu_ps(q + i), a);
+      if (m) a = _mm512_fmadd_ps(KV_F16M(m, kr + i), _mm512_maskz_loadu_ps(m, q + i), a);
+    }
+    v[t] = a;
+  }
+  _mm512_mask_storeu_ps(s, (__mmask16)((1u << n) - 1), tree16x16(v));
+}
+
+/* kq for F32 K in ggml_vec_dot_f32's order (tensor.h) */
+AVX512 static void kq_f32(int hd, const void *k, size_t rs, int n, const float *q, float *s) {
+  int np = hd & ~63;
+  for (int t = 0; t < n; t++) {
+    const float *kr = (const float *)((const char *)k + (size_t)t * rs);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < np; i += 64) {
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i), _mm512_loadu_ps(q + i), a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i + 16), _mm512_loadu_ps(q + i + 16), a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i + 32), _mm512_loadu_ps(q + i + 32), a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i + 48), _mm512_loadu_ps(q + i + 48), a3);
+    }
+    float sum = hsum512(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    for (int i = np; i < hd; i++) sum = fmaf(kr[i], q[i], sum);
+    s[t] = sum;
+  }
+}
+
+/* pv (tensor.h) for V elements of type T loaded by LD/LDM. */
+#define PV_KERNEL(pv, T, LD, LDM)                                                           \
+  AVX512 static void pv(int hd, const void *v, size_t rs, int n, const float *p, float *acc, \
+                        int ldacc) {                                                        \
+    __mmask16 m = (__mmask16)((1u << (hd & 15)) - 1);                                       \
+    for (int t = 0; t < n; t++) {                                                           \
+      const T *vr = (const T *)((const char *)v + (size_t)t * rs);                          \
+      float *a = acc + (size_t)t * ldacc;                                                   \
+      __m512 pt = _mm512_set1_ps(p[t]);                                                     \
+      int i = 0;                                                                            \
+      for (; i + 16 <= hd; i += 16)                                                         \
+        _mm512_storeu_ps(a + i, _mm512_fmadd_ps(pt, LD(vr + i), _mm512_loadu_ps(a + i)));   \
+      if (m)                                                                                \
+        _mm512_mask_storeu_ps(a + i, m, _mm512_fmadd_ps(pt, LDM(m, vr + i),                 \
+                                                        _mm512_maskz_loadu_ps(m, a + i)));  \
+    }                                                                                       \
+  }
+
+PV_KERNEL(pv_f16, uint16_t, KV_F16, KV_F16M)
+PV_KERNEL(pv_f32, float, KV_F32, KV_F32M)
+#undef PV_KERNEL
+#undef KV_F16
+#undef KV_F16M
+#undef KV_F32
+#undef KV_F32M
+
 /* ---------------------------------------------------------------- quant */
 
 /* f32 -> f16, round to nearest even */
@@ -536,7 +739,11 @@ static const struct tidei_kernels kernels_avx512 = {
   },
   { [TIDE_Q8_0] = pack_q8_0, [TIDE_Q4_0] = pack_q8_0 },
   { [TIDE_Q8_0] = tile_q8_0, [TIDE_Q4_0] = tile_q4_0 },
-  { [TIDE_Q8_0] = rows_q8_0 },
+  { [TIDE_F16] = rows_f16, [TIDE_Q8_0] = rows_q8_0, [TIDE_Q4_0] = rows_q4_0 },
+  round_f16,
+  widen_f16,
+  { [TIDE_F32] = kq_f32, [TIDE_F16] = kq_f16 },
+  { [TIDE_F32] = pv_f32, [TIDE_F16] = pv_f16 },
 };
 
 const struct tidei_kernels *tidei_kernels_avx512(void) { return &kernels_avx512; }

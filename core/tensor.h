@@ -92,9 +92,32 @@ typedef void (*tidei_pack_fn)(int64_t n_in, const void *xq, size_t xrow, int64_t
 typedef void (*tidei_tile_fn)(int64_t n_in, const void *w, size_t wrow, int64_t nr,
                               const void *xp, int64_t n_tok, float *y, int64_t ldy);
 /* rows: rows [0, nr) of W . one activation row xq (vec_dtype) -> y[0..nr),
-** each bit for bit the table's vec_dot, several rows at a time. */
+** each bit for bit the table's vec_dot, several rows at a time. F16 is the
+** exception in its input: xq is f32 values already rounded to F16 (the
+** table's round_f16), so that only the weights need converting; products
+** and sums are those of vec_dot on the F16 activation. */
 typedef void (*tidei_rows_fn)(int64_t n_in, const void *w, size_t wrow, int64_t nr,
                               const void *xq, float *y);
+
+/* Attention over the positions of one KV block (TIDEI_KV_BLOCK = 16 rows of
+** the kv dtype, F16 or F32, rs bytes apart), for one head of hd elements,
+** in llama.cpp's order (its tinyBLAS F16/F32 dot: one 16-lane accumulator,
+** lane j takes the elements i = j (mod 16) by fma in order, then the lanes
+** sum as the tree (j, j+8), (j, j+4), (j, j+2), (j, j+1)); elements past hd
+** up to the next multiple of 16 count as zeros.
+** kq: s[t] = K[t] . q for the n <= 16 rows t of K (q in f32, already rounded
+**   to F16 when K is F16). F32 K takes ggml_vec_dot_f32's order instead
+**   (llama.cpp's K.Q skips tinyBLAS when no conversion happens): 4 such
+**   16-lane accumulators over each 64 elements, added (0+2)+(1+3) and then
+**   as the tree, and the elements past the last 64 by fmaf one by one.
+** pv: acc[t*ldacc + i] = fma(p[t], V[t][i], acc[t*ldacc + i]) for t < n,
+**   i < hd: row t is lane t (mod 16) of the P.V dot over positions, which
+**   the caller sums with the same tree (p already rounded to F16 when V is
+**   F16). */
+typedef void (*tidei_kq_fn)(int hd, const void *k, size_t rs, int n, const float *q,
+                            float *s);
+typedef void (*tidei_pv_fn)(int hd, const void *v, size_t rs, int n, const float *p,
+                            float *acc, int ldacc);
 
 /* Panel bytes for n_tok rows of n_in elements: 72 bytes per block of 32 per
 ** token, tokens rounded up to 8 (every table's layout fits in this). */
@@ -112,6 +135,11 @@ struct tidei_kernels {
   tidei_pack_fn pack[TIDEI_N_DTYPES];           /* by weight dtype */
   tidei_tile_fn tile[TIDEI_N_DTYPES];           /* by weight dtype */
   tidei_rows_fn rows[TIDEI_N_DTYPES];           /* by weight dtype; n_tok == 1 */
+  tidei_from_float_fn round_f16;                /* f32 -> f32 rounded to the nearest F16
+                                                   (dst may be src) */
+  tidei_to_float_fn widen_f16;                  /* F16 -> f32 */
+  tidei_kq_fn kq[TIDEI_N_DTYPES];               /* by kv dtype (F16, F32) */
+  tidei_pv_fn pv[TIDEI_N_DTYPES];               /* by kv dtype (F16, F32) */
 };
 
 /* ops.c: the scalar reference kernels, named so that the fast tables can
@@ -126,6 +154,13 @@ void tidei_vec_dot_q8_0_scalar(int64_t n, const void *w, const void *x, float *o
 void tidei_vec_dot_q4_0_scalar(int64_t n, const void *w, const void *x, float *out);
 void tidei_vec_dot_q4_K_scalar(int64_t n, const void *w, const void *x, float *out);
 void tidei_vec_dot_q6_K_scalar(int64_t n, const void *w, const void *x, float *out);
+void tidei_kq_f32_scalar(int hd, const void *k, size_t rs, int n, const float *q, float *s);
+void tidei_kq_f16_scalar(int hd, const void *k, size_t rs, int n, const float *q, float *s);
+void tidei_pv_f32_scalar(int hd, const void *v, size_t rs, int n, const float *p, float *acc,
+                         int ldacc);
+void tidei_pv_f16_scalar(int hd, const void *v, size_t rs, int n, const float *p, float *acc,
+                         int ldacc);
+void tidei_round_f16_scalar(const float *src, void *dst, int64_t n);
 void tidei_quant_f32_scalar(const float *src, void *dst, int64_t n);
 void tidei_quant_f16_scalar(const float *src, void *dst, int64_t n);
 void tidei_quant_bf16_scalar(const float *src, void *dst, int64_t n);
@@ -150,15 +185,22 @@ typedef struct {
 } tidei_mat;
 
 /* Bytes of scratch tidei_matmul needs for n_tok activation rows (0 for F32
-** weights). The scratch must be 4-byte aligned (Q8_K blocks hold a float);
-** 64 is best. */
+** weights; F16 rows are kept as f32, and n_tok >= TIDEI_F16_SGEMM adds a
+** panel of F16 weights widened to f32). The scratch must be 4-byte aligned
+** (Q8_K blocks hold a float); 64 is best. */
 size_t tidei_matmul_scratch(const tidei_mat *w, int64_t n_tok);
 
 /* W (n_out, n_in) @ X (n_tok, n_in) -> Y (n_tok, n_out), all f32 rows.
 ** Quantizes X to W's vec_dtype (as llama.cpp does) into scratch, then splits
 ** the output rows over the env's threads; F32 weights with n_tok >= 4 go
 ** to OpenBLAS sgemm from the calling thread (OpenBLAS then uses its own
-** threads). Allocates nothing. */
+** threads). F16 weights with n_tok >= TIDEI_F16_SGEMM do too, a panel of
+** TIDEI_F16_PANEL rows at a time widened to f32 by the env's threads, with
+** X rounded to F16 values: the same exact products as the dot kernels (of
+** F16-rounded values, as llama.cpp's F16 x F16), summed in sgemm's order.
+** Allocates nothing. */
+#define TIDEI_F16_SGEMM 16
+#define TIDEI_F16_PANEL 256
 void tidei_matmul(tide_env *env, const tidei_mat *w, const float *x,
                   int64_t n_tok, float *y, void *scratch);
 

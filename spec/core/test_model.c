@@ -308,10 +308,12 @@ static int requantize(tide_env *env, const char *model, const char *path, int dt
 /* Models for the cache checks, with how far a batched decode may be from an
 ** incremental one. F32 weights: OpenBLAS sgemm (4+ rows) and the dot kernel
 ** (fewer) sum in different orders; gpt2's F16 GELU table turns those 1e-7
-** differences into F16 rounding flips of ~1e-3. Quantized weights: exact. */
+** differences into F16 rounding flips of ~1e-3; llama and qwen2 land near
+** 1e-5 either side, depending on the attention's summation order (now
+** llama.cpp's). Quantized weights: exact. */
 typedef struct { const char *name, *path; double tol; } cache_case;
 static const cache_case CASES[] = {
-  { "llama-spm-tiny", NULL, 1e-5 },
+  { "llama-spm-tiny", NULL, 2e-5 },
   { "gpt2-tiny", NULL, 2e-3 },
   { "qwen2-tiny", NULL, 2e-5 },
   { "llama-spm-tiny-q8_0", NULL, 0 },

@@ -687,6 +687,96 @@ static void test_tiled_exact(void) {
   tide_env_free(env);
 }
 
+/* F16 rows on f32 activations rounded to F16 values (round_f16) give the
+** bits of vec_dot on the F16 activation, on every table that has them; F16
+** matmul through sgemm (n_tok >= TIDEI_F16_SGEMM) stays near the reference. */
+static void test_f16_rows(void) {
+  const struct tidei_kernels *t[4];
+  int nt = fast_tables(t);
+  t[nt++] = tidei_kernels_scalar();
+  static const int64_t ins[] = { 16, 40, 64, 100, 512, 2048 + 48 };
+  rng_seed(19);
+  for (int k = 0; k < nt; k++) {
+    CHECKF(t[k]->round_f16 && t[k]->widen_f16, "%s round_f16/widen_f16", t[k]->isa);
+    if (!t[k]->rows[TIDE_F16]) continue;
+    for (int ii = 0; ii < 6; ii++) {
+      int64_t n = ins[ii], nr = 11;
+      uint16_t *w = xalloc((size_t)(n * nr) * 2), *xh = xalloc((size_t)n * 2);
+      float *x = xalloc((size_t)n * 4), *xr = xalloc((size_t)n * 4), *xw = xalloc((size_t)n * 4);
+      float ref[11], got[11];
+      for (int64_t i = 0; i < n * nr; i++) w[i] = tidei_f32_to_f16(rng_uniform(-1, 1));
+      for (int64_t i = 0; i < n; i++) x[i] = rng_uniform(-3, 3);
+      t[k]->quant[TIDE_F16](x, xh, n);
+      t[k]->round_f16(x, xr, n);
+      t[k]->widen_f16(xh, xw, n);
+      int bad = 0;
+      for (int64_t i = 0; i < n; i++) bad += bits(xr[i]) != bits(xw[i]);
+      for (int64_t r = 0; r < nr; r++) t[k]->vec_dot[TIDE_F16](n, w + r * n, xh, &ref[r]);
+      for (int64_t m = 1; m <= nr; m++) {
+        for (int64_t r = 0; r < m; r++) got[r] = NAN;
+        t[k]->rows[TIDE_F16](n, w, (size_t)n * 2, m, xr, got);
+        for (int64_t r = 0; r < m; r++) bad += bits(got[r]) != bits(ref[r]);
+      }
+      CHECKF(bad == 0, "%s f16 rows n=%lld: %d differ", t[k]->isa, (long long)n, bad);
+      free(w); free(xh); free(x); free(xr); free(xw);
+    }
+  }
+  tide_env *env;
+  if (tide_env_new(&env, NULL, NULL) != TIDE_OK) { CHECK(0); return; }
+  for (int th = 1; th <= 2; th++) {
+    CHECK(tide_env_set_threads(env, th) == TIDE_OK);
+    check_matmul(env, TIDE_F16, 512, 300, TIDEI_F16_SGEMM, 1e-5, "f16 sgemm");
+    check_matmul(env, TIDE_F16, 96, 530, 37, 1e-5, "f16 sgemm");
+  }
+  tide_env_free(env);
+}
+
+/* Attention kernels (tensor.h: kq, pv): every table gives the scalar
+** reference's bits (same fmas, same tree), for head sizes below, at and
+** past 16 and 64, and 1..16 rows of a block. */
+static void test_attention_kernels(void) {
+  const struct tidei_kernels *t[4];
+  int nt = fast_tables(t);
+  const struct tidei_kernels *sc = tidei_kernels_scalar();
+  static const int hds[] = { 16, 20, 64, 80, 128, 136 };
+  static const int kvts[] = { TIDE_F16, TIDE_F32 };
+  rng_seed(20);
+  for (int k = 0; k < nt; k++)
+    for (int ki = 0; ki < 2; ki++)
+      for (int hi = 0; hi < 6; hi++) {
+        int kvt = kvts[ki], hd = hds[hi], ld = hd + 3;
+        size_t elt = kvt == TIDE_F16 ? 2 : 4, rs = (size_t)(hd + 8) * elt;
+        char *kv = xalloc(16 * rs);
+        float q[136], p[16], s1[16], s2[16], *a1 = xalloc(16 * (size_t)ld * 4), *a2 = xalloc(16 * (size_t)ld * 4);
+        for (int r = 0; r < 16; r++)
+          for (int i = 0; i < hd + 8; i++) {
+            float v = rng_uniform(-2, 2);
+            if (kvt == TIDE_F16) ((uint16_t *)(kv + r * rs))[i] = tidei_f32_to_f16(v);
+            else ((float *)(kv + r * rs))[i] = v;
+          }
+        for (int i = 0; i < hd; i++) q[i] = rng_uniform(-2, 2);
+        for (int r = 0; r < 16; r++) p[r] = rng_uniform(0, 1);
+        int bad = 0;
+        for (int n = 1; n <= 16; n++) {
+          sc->kq[kvt](hd, kv, rs, n, q, s1);
+          t[k]->kq[kvt](hd, kv, rs, n, q, s2);
+          for (int r = 0; r < n; r++) bad += bits(s1[r]) != bits(s2[r]);
+          for (int i = 0; i < 16 * ld; i++) a1[i] = a2[i] = (float)(i % 7) * 0.25f;
+          sc->pv[kvt](hd, kv, rs, n, p, a1, ld);
+          t[k]->pv[kvt](hd, kv, rs, n, p, a2, ld);
+          for (int i = 0; i < 16 * ld; i++) bad += bits(a1[i]) != bits(a2[i]);
+        }
+        CHECKF(bad == 0, "%s %s kq/pv hd=%d: %d differ", t[k]->isa, tide_dtype_name(kvt), hd, bad);
+        free(kv); free(a1); free(a2);
+      }
+  /* kq of 16 F16 products summed as the tree: exact small integers */
+  uint16_t kk[16];
+  float q[16], s;
+  for (int i = 0; i < 16; i++) { kk[i] = tidei_f32_to_f16((float)(i + 1)); q[i] = 2.0f; }
+  sc->kq[TIDE_F16](16, kk, 32, 1, q, &s);
+  CHECK(s == 272.0f);
+}
+
 static void test_matmul_scratch(void) {
   tidei_mat m = { NULL, TIDE_Q4_0, 4096, 10 };
   CHECK(tidei_matmul_scratch(&m, 1) == tide_dtype_row_size(TIDE_Q8_0, 4096));
@@ -696,8 +786,11 @@ static void test_matmul_scratch(void) {
                                            tidei_panel_size(4096, 3));
   m.dtype = TIDE_Q6_K;
   CHECK(tidei_matmul_scratch(&m, 3) == 3 * tide_dtype_row_size(TIDE_Q8_K, 4096));
-  m.dtype = TIDE_F16;
-  CHECK(tidei_matmul_scratch(&m, 2) == 2 * 4096 * 2);
+  m.dtype = TIDE_F16; /* activations kept as f32 (rounded to F16 values) */
+  CHECK(tidei_matmul_scratch(&m, 2) == 2 * 4096 * 4);
+  /* sgemm from TIDEI_F16_SGEMM tokens: the rows, then a panel of f32 weights */
+  CHECK(tidei_matmul_scratch(&m, TIDEI_F16_SGEMM) ==
+        TIDEI_F16_SGEMM * 4096 * 4 + (size_t)TIDEI_F16_PANEL * 4096 * 4);
   m.dtype = TIDE_F32;
   CHECK(tidei_matmul_scratch(&m, 64) == 0);
 }
@@ -705,4 +798,5 @@ static void test_matmul_scratch(void) {
 TEST_MAIN(test_dtype_traits, test_kernel_tables_complete, test_f16_edges, test_f16_matches_f16c,
           test_bf16, test_q8_0_block, test_q4_0_block, test_q4_K_block, test_q6_K_block,
           test_roundtrip, test_q8_0_activation_ties, test_fast_quant_exact, test_fast_vec_dot,
-          test_fast_vec_dot_exact_ints, test_matmul, test_tiled_exact, test_matmul_scratch)
+          test_fast_vec_dot_exact_ints, test_matmul, test_tiled_exact, test_f16_rows,
+          test_attention_kernels, test_matmul_scratch)
