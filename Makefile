@@ -8,7 +8,7 @@ PREMAKE := $(shell command -v premake5 2>/dev/null || command -v premake4 2>/dev
 JOBS ?= 2
 BUILD = $(MAKE) --no-print-directory -C build -j$(JOBS)
 
-.PHONY: all deps build asan test bench demo clean
+.PHONY: all deps build asan test bench demo model clean
 
 all: build
 
@@ -46,6 +46,15 @@ demo: build
 	@build/release/demo
 	@echo
 	@build/release/tide recipes/demo.lua
+
+# Rebuilds the bundled model from scratch (about an hour on 2 cores):
+# corpus -> tokenizer -> training -> F16 -> manifest. See docs/default-model.md.
+model: build
+	build/release/tide models/corpus.lua
+	build/release/train_tokenizer
+	OPENBLAS_NUM_THREADS=2 build/release/tide recipes/train.lua models/tide-small.train.yaml
+	build/release/quantize build/tide-small-f32.gguf models/tide-small.gguf f16
+	build/release/tide models/manifest.lua models/tide-small.train.yaml models/tide-small.gguf
 
 clean:
 	rm -rf build
