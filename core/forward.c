@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "steer.h"
 
 /* ---------------------------------------------------------------- context */
 
@@ -80,6 +81,7 @@ static size_t matmul_scratch(const tide_model *m, int64_t n_batch) {
 }
 
 static void ctx_destroy(tide_ctx *c) {
+  tidei_steer_release(c);
   scratch_spec s[16];
   int n = scratch_specs(c, s);
   for (int i = 0; i < n; i++)
@@ -345,21 +347,36 @@ static void attend_task(void *arg, int ith, int nth) {
 
 /* ---------------------------------------------------------------- layers */
 
-/* Token embeddings (dequantized rows) and gpt2's learned positions -> x. */
+/* Token embeddings (dequantized rows) -> x. */
 static void embed(tide_ctx *c, const tide_batch_row *rows, int32_t n) {
   const tide_model *m = c->m;
   int64_t e = m->n_embd;
   const tidei_dtype_traits *tt = tidei_dtype(m->tok_embd.dtype);
   size_t rs = tide_dtype_row_size(m->tok_embd.dtype, e);
+  for (int32_t i = 0; i < n; i++)
+    tt->to_float((const char *)m->tok_embd.data + (size_t)rows[i].token * rs, c->x + i * e, e);
+}
+
+/* gpt2's learned positions added to x. */
+static void add_positions(tide_ctx *c, const tide_batch_row *rows, int32_t n) {
+  const tide_model *m = c->m;
+  if (m->arch != TIDEI_ARCH_GPT2) return;
+  int64_t e = m->n_embd;
+  const tidei_dtype_traits *pt = tidei_dtype(m->pos_embd.dtype);
+  size_t ps = tide_dtype_row_size(m->pos_embd.dtype, e);
   for (int32_t i = 0; i < n; i++) {
-    float *x = c->x + i * e;
-    tt->to_float((const char *)m->tok_embd.data + (size_t)rows[i].token * rs, x, e);
-    if (m->arch != TIDEI_ARCH_GPT2) continue;
-    const tidei_dtype_traits *pt = tidei_dtype(m->pos_embd.dtype);
-    size_t ps = tide_dtype_row_size(m->pos_embd.dtype, e);
     pt->to_float((const char *)m->pos_embd.data + (size_t)rows[i].pos * ps, c->xb, e);
-    add_rows(x, c->xb, e);
+    add_rows(c->x + i * e, c->xb, e);
   }
+}
+
+/* With every row kept through the last block (capture), moves the rows that
+** want logits to the front of x, as the dropping last block would have. */
+static void gather_out_rows(tide_ctx *c, int32_t n_out) {
+  int64_t e = c->m->n_embd;
+  for (int32_t j = 0; j < n_out; j++)
+    if (c->out_rows[j] != j)
+      memcpy(c->x + j * e, c->x + (int64_t)c->out_rows[j] * e, (size_t)e * sizeof(float));
 }
 
 /* q (n, qs) and k (n, ks) rotated in place, each row at its position. */
@@ -376,8 +393,9 @@ static void rope_rows(tide_ctx *c, const tide_batch_row *rows, int32_t n, float 
 
 /* Block il over n rows. The last block drops, after storing K/V, the rows
 ** whose logits nobody asked for (as llama.cpp's inp_out_ids), so that its
-** rows i < n_out then hold the batch rows out_rows[i]. */
-static void layer(tide_ctx *c, const tide_batch_row *rows, int32_t il, int32_t n,
+** rows i < n_out then hold the batch rows out_rows[i]. Returns the rows of
+** x it computed (n, or n_out when it dropped). */
+static int32_t layer(tide_ctx *c, const tide_batch_row *rows, int32_t il, int32_t n,
                   int32_t n_out, int last) {
   const tide_model *m = c->m;
   const tidei_layer *l = &m->layers[il];
@@ -420,7 +438,7 @@ static void layer(tide_ctx *c, const tide_batch_row *rows, int32_t il, int32_t n
     }
     ids = c->out_rows, na = n_out;
   }
-  if (na == 0) return;
+  if (na == 0) return 0;
   /* attend */
   c->rows = rows, c->att_rows = ids, c->n_att = na, c->il = il, c->q_stride = qs, c->cq = q;
   att_task at = { c, 0 };
@@ -446,6 +464,7 @@ static void layer(tide_ctx *c, const tide_batch_row *rows, int32_t il, int32_t n
   add_bias(c->xb, e, l->b_down, na, e);
   /* residual */
   add_rows(c->x, c->xb, na * e);
+  return na;
 }
 
 int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
@@ -466,17 +485,27 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
   for (int32_t i = 0; i < n; i++)
     if (rows[i].logits) ctx->out_rows[n_out++] = i;
 
+  /* steer and capture hooks (steer.c) return at once when nothing is set */
+  int keep_all = tidei_capture_keep_all(ctx);
+  int32_t n_live = n;  /* rows of x the blocks computed */
   embed(ctx, rows, n);
+  tidei_steer_apply(ctx, TIDE_STEER_INPUT, rows, n);
+  add_positions(ctx, rows, n);
+  tidei_capture_rows(ctx, 0, n);
   for (int32_t il = 0; il < m->n_layer; il++) {
     if (tidei_cancelled(env)) {
       tidei_kv_rollback(&ctx->kv, rows, n);
       return tidei_error(env, TIDE_ERR_CANCELLED, "decode cancelled at layer %d", (int)il);
     }
-    layer(ctx, rows, il, n, n_out, il == m->n_layer - 1);
+    n_live = layer(ctx, rows, il, n, n_out, il == m->n_layer - 1 && !keep_all);
+    tidei_cvec_add(ctx, il, n_live);
+    tidei_capture_rows(ctx, il + 1, n_live);
   }
-  /* final norm and output projection of the rows that want logits */
+  /* final norm, output steers and output projection of the rows that want logits */
   if (n_out > 0) {
+    if (n_live != n_out) gather_out_rows(ctx, n_out);
     norm_rows(m, ctx->xb, ctx->x, n_out, m->out_norm, m->out_norm_b);
+    tidei_steer_apply(ctx, TIDE_STEER_OUTPUT, rows, n_out);
     tidei_matmul(env, &m->output, ctx->xb, n_out, ctx->logits, ctx->mm_scratch);
   }
   ctx->n_logits = n_out;
@@ -487,3 +516,23 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
 }
 
 void tide_ctx_get_stats(const tide_ctx *ctx, tide_ctx_stats *out) { *out = ctx->stats; }
+
+int tide_ctx_project(tide_ctx *ctx, const float *h, int32_t n, int norm, float *out) {
+  if (!ctx) return TIDE_ERR_ARG;
+  const tide_model *m = ctx->m;
+  if (!h || !out || n < 1 || n > ctx->n_batch)
+    return tidei_error(ctx->env, TIDE_ERR_ARG, "project: %d rows, expected 1..%d (n_batch)",
+                       (int)n, (int)ctx->n_batch);
+  if (norm) norm_rows(m, ctx->xb, h, n, m->out_norm, m->out_norm_b);
+  else memcpy(ctx->xb, h, (size_t)n * m->n_embd * sizeof(float));
+  tidei_matmul(ctx->env, &m->output, ctx->xb, n, out, ctx->mm_scratch);
+  return TIDE_OK;
+}
+
+int tide_ctx_final_norm(tide_ctx *ctx, const float *h, int32_t n, float *out) {
+  if (!ctx) return TIDE_ERR_ARG;
+  if (!h || !out || n < 1)
+    return tidei_error(ctx->env, TIDE_ERR_ARG, "final_norm: %d rows or a NULL pointer", (int)n);
+  norm_rows(ctx->m, out, h, n, ctx->m->out_norm, ctx->m->out_norm_b);
+  return TIDE_OK;
+}

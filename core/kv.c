@@ -13,6 +13,7 @@
 
 #include "kv.h"
 #include "model.h"
+#include "steer.h"
 
 #define B TIDEI_KV_BLOCK
 
@@ -263,14 +264,20 @@ void tidei_kv_rollback(tidei_kv *kv, const tide_batch_row *rows, int32_t n) {
 
 /* ---------------------------------------------------------------- public */
 
+/* Sequence slots carry their steers (steer.c): new ones follow the context
+** default, forks copy their parent's set, freed ones drop theirs. */
 int tide_seq_new(tide_ctx *ctx, int32_t *seq) {
   if (!seq) return tidei_error(ctx->env, TIDE_ERR_ARG, "seq_new: seq is NULL");
-  return tidei_kv_seq_new(&ctx->kv, seq);
+  int st = tidei_kv_seq_new(&ctx->kv, seq);
+  if (!st) tidei_steer_seq_reset(ctx, *seq);
+  return st;
 }
 
 int tide_seq_fork(tide_ctx *ctx, int32_t parent, int32_t *child) {
   if (!child) return tidei_error(ctx->env, TIDE_ERR_ARG, "seq_fork: child is NULL");
-  return tidei_kv_seq_fork(&ctx->kv, parent, child);
+  int st = tidei_kv_seq_fork(&ctx->kv, parent, child);
+  if (!st) tidei_steer_seq_fork(ctx, parent, *child);
+  return st;
 }
 
 int tide_seq_truncate(tide_ctx *ctx, int32_t seq, int32_t pos) {
@@ -278,7 +285,9 @@ int tide_seq_truncate(tide_ctx *ctx, int32_t seq, int32_t pos) {
 }
 
 int tide_seq_free(tide_ctx *ctx, int32_t seq) {
-  return tidei_kv_seq_free(&ctx->kv, seq);
+  int st = tidei_kv_seq_free(&ctx->kv, seq);
+  if (!st) tidei_steer_seq_reset(ctx, seq);
+  return st;
 }
 
 int32_t tide_seq_len(const tide_ctx *ctx, int32_t seq) {

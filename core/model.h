@@ -102,6 +102,12 @@ struct tide_ctx {
   int32_t n_logits;         /* rows of logits of the last decode */
   tide_ctx_stats stats;     /* counters since creation (tide_ctx_get_stats) */
 
+  /* steering and introspection (steer.c); NULL until first used */
+  struct tidei_steer_state *steer; /* LM-Steer sets per sequence + scratch */
+  float *cvec;              /* (n_layer, n_embd) control vector, or NULL */
+  int32_t cvec_start, cvec_end; /* blocks il_start..il_end get row il */
+  struct tidei_capture *cap; /* hidden-state capture, or NULL */
+
   /* what the attention task reads (set per layer by tide_decode) */
   const tide_batch_row *rows;
   const int32_t *att_rows;  /* (n_att) batch row of each attending row */

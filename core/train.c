@@ -873,6 +873,17 @@ int tide_trainer_eval(tide_trainer *tr, const int32_t *tokens, int32_t B, int32_
   return TIDE_OK;
 }
 
+/* Steer training with a per-batch sign (issue 6): only the eps changes. */
+int tide_trainer_set_steer_eps(tide_trainer *tr, float eps) {
+  if (!tr) return TIDE_ERR_ARG;
+  if (!tr->steer_rank)
+    return tidei_error(tr->env, TIDE_ERR_STATE, "trainer_set_steer_eps: the trainer has no steer");
+  if (!isfinite(eps))
+    return tidei_error(tr->env, TIDE_ERR_ARG, "trainer_set_steer_eps: eps is not finite");
+  tr->steer_eps = eps;
+  return TIDE_OK;
+}
+
 int64_t tide_trainer_steps_done(const tide_trainer *tr) { return tr ? tr->step : 0; }
 
 int tide_trainer_n_tensors(const tide_trainer *tr) { return tr ? tr->n_tensors : 0; }

@@ -174,5 +174,6 @@ int luaopen_tide_core(lua_State *L) {
   lt_open_pcre(L);
   lt_open_constrain(L);
   lt_open_train(L);
+  lt_open_steer(L);
   return 1;
 }

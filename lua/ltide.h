@@ -64,5 +64,6 @@ void lt_open_yaml(lua_State *L);
 void lt_open_pcre(lua_State *L);
 void lt_open_constrain(lua_State *L);
 void lt_open_train(lua_State *L);
+void lt_open_steer(lua_State *L);
 
 #endif

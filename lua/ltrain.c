@@ -219,7 +219,40 @@ static int tr_tensors(lua_State *L) {
   return 1;
 }
 
+/* tr:set_steer_eps(eps): the steer's eps from the next step on (issue 6:
+** steer training flips its sign between style A and style B batches) */
+static int tr_set_steer_eps(lua_State *L) {
+  int st = tide_trainer_set_steer_eps(checktr(L, 1)->tr, (float)luaL_checknumber(L, 2));
+  if (st) return lt_fail(L, st);
+  return 0;
+}
+
+/* tr:set_tensor(name, { numbers }): overwrites a trainable tensor (e.g. a
+** steer's P2 with the reference's 0.01 randn start) */
+static int tr_set_tensor(lua_State *L) {
+  lt_trainer *b = checktr(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int n = tide_trainer_n_tensors(b->tr);
+  for (int i = 0; i < n; i++) {
+    tide_trainer_tensor t;
+    tide_trainer_get_tensor(b->tr, i, &t);
+    if (strcmp(t.name, name)) continue;
+    lua_Integer size = t.ne[0] * (t.n_dims > 1 ? t.ne[1] : 1);
+    if (luaL_len(L, 3) != size)
+      return luaL_error(L, "set_tensor: '%s' has %d elements, got %d", name, (int)size, (int)luaL_len(L, 3));
+    for (lua_Integer j = 0; j < size; j++) {
+      lua_rawgeti(L, 3, j + 1);
+      t.data[j] = (float)luaL_checknumber(L, -1);
+      lua_pop(L, 1);
+    }
+    return 0;
+  }
+  return luaL_error(L, "set_tensor: no trainable tensor '%s'", name);
+}
+
 static const luaL_Reg methods[] = {
+  { "set_steer_eps", tr_set_steer_eps }, { "set_tensor", tr_set_tensor },
   { "step", tr_step }, { "eval", tr_eval }, { "save", tr_save }, { "resume", tr_resume },
   { "steps", tr_steps }, { "tensors", tr_tensors }, { "close", tr_close }, { NULL, NULL }
 };

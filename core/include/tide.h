@@ -731,6 +731,149 @@ const char *tide_bpe_trainer_merge(const tide_bpe_trainer *tr, int64_t i, size_t
 ** writer's status is returned on its failure. */
 int tide_bpe_trainer_write(const tide_bpe_trainer *tr, tide_gguf_writer *w);
 
+/* ---------------------------------------------------------------- steering and introspection */
+
+/* LM-Steer ("Word Embeddings Are Steers for Language Models", ACL 2024): a
+** steer is W = P1 P2^T with P1, P2 of shape (n_embd, rank). Transforming
+** the output embeddings as e'_v = (I + eps W) e_v equals, for a final hidden
+** state c (after the output norm), c <- c + eps (c . P1) P2^T: two skinny
+** products per steer and token, no vocabulary-sized matrix. A steer is
+** immutable and reference counted; contexts keep the steers they use alive.
+** See docs/steering.md. */
+typedef struct tide_steer tide_steer;
+
+/* A steer from p1, p2: (n_embd, rank) floats each, row-major (element (i, j)
+** at i*rank + j; the GGUF tensors "steer.p1"/"steer.p2" with ne = {rank,
+** n_embd}), copied. eps0 is the eps it was trained with (0: unknown).
+** TIDE_ERR_ARG for a bad size or a non-finite value. Keeps env alive. */
+int tide_steer_new(tide_env *env, int32_t n_embd, int32_t rank, const float *p1,
+                   const float *p2, float eps0, tide_steer **out);
+
+/* Loads a steer file as tide_trainer_save writes it in frozen mode
+** (general.architecture "tide-extras", tensors "steer.p1" and "steer.p2",
+** key tide.extras.steer_eps). TIDE_ERR_FORMAT (message names the key or
+** tensor) for anything else. */
+int tide_steer_load(tide_env *env, const char *path, tide_steer **out);
+
+/* Writes s in the same format (name: general.name, NULL: "steer"). */
+int tide_steer_save(const tide_steer *s, const char *path, const char *name);
+
+void tide_steer_free(tide_steer *s);
+
+typedef struct {
+  int32_t n_embd, rank;
+  float eps0;
+  const float *p1, *p2;   /* (n_embd, rank), owned by the steer */
+} tide_steer_info;
+
+void tide_steer_get_info(const tide_steer *s, tide_steer_info *out);
+
+/* The k leading singular triplets of W = P1 P2^T = U diag(sigma) V^T,
+** computed through the small problem (QR of P1 and P2, one-sided Jacobi SVD
+** of the rank x rank R1 R2^T): sigma (k) descending, u and v (k, n_embd)
+** unit rows; a pair's sign (u, v or -u, -v) is fixed by making v's largest
+** component positive. The steer moves a hidden state c along v_i by
+** eps sigma_i (u_i . c), so v_i read through the output embeddings names
+** the tokens direction i promotes when eps (u_i . c) > 0 (and, at the
+** negative end, suppresses). 1 <= k <= rank. Allocates O(n_embd rank)
+** temporary memory; O(rank^3) time. */
+int tide_steer_svd(const tide_steer *s, int32_t k, float *sigma, float *u, float *v);
+
+enum {
+  TIDE_STEER_OUTPUT = 0, /* c <- c + eps (c . P1) P2^T on the final hidden state
+                            (the LM-Steer of the paper) */
+  TIDE_STEER_INPUT = 1   /* e <- (I + eps W) e = e + eps (e . P2) P1^T on the
+                            token embeddings: the same W on the input side, a
+                            different control (it changes every layer's input
+                            and the KV cache, not only the last projection) */
+};
+
+#define TIDE_STEER_MAX 16 /* entries of one active set */
+
+typedef struct {
+  tide_steer *steer;
+  float eps;
+  int where;             /* TIDE_STEER_OUTPUT or TIDE_STEER_INPUT */
+} tide_steer_entry;
+
+/* Sets the active steers of sequence seq, or with seq == -1 the context's
+** default, which every sequence without a set of its own uses. The rows of
+** a sequence are steered by the sum of its entries: c <- c + sum_i eps_i
+** (c . P1_i) P2_i^T (every product from the unsteered c). n == 0 gives seq
+** an empty set of its own (no steering even if the default has some).
+** Replaces the previous set; forks copy their parent's. TIDE_ERR_ARG for a
+** steer of another n_embd, a bad where, a non-finite eps, n > TIDE_STEER_MAX
+** or a sequence that is not live. Sizes the decode scratch here (may
+** allocate; TIDE_ERR_NOMEM leaves the old set); tide_decode allocates
+** nothing. An entry with eps == 0 changes nothing, bit for bit. */
+int tide_ctx_set_steers(tide_ctx *ctx, int32_t seq, const tide_steer_entry *e, int32_t n);
+
+/* Makes seq follow the context default again (drops its own set). */
+int tide_ctx_reset_steers(tide_ctx *ctx, int32_t seq);
+
+/* The set seq uses (its own or the default): copies up to cap entries to e
+** and returns how many it has; -1 if seq is neither -1 nor live. */
+int32_t tide_ctx_get_steers(const tide_ctx *ctx, int32_t seq, tide_steer_entry *e,
+                            int32_t cap);
+
+/* Control vectors, as llama.cpp's llama_apply_adapter_cvec: dirs (n_layer,
+** n_embd) floats, row il added to the residual stream after block il (0-based)
+** for il_start <= il <= il_end, in every row of every sequence. llama.cpp
+** never uses row 0 (its files have no direction.0); tide applies whatever
+** the row holds. dirs NULL turns the control vector off. Copied; allocates
+** here only. TIDE_ERR_ARG for n_layer/n_embd not the model's. */
+int tide_ctx_set_cvec(tide_ctx *ctx, const float *dirs, int32_t n_layer, int32_t n_embd,
+                      int32_t il_start, int32_t il_end);
+
+/* Reads a llama.cpp control-vector GGUF (general.architecture
+** "controlvector", F32 tensors "direction.N" of n_embd floats, N >= 1) and
+** adds scale * direction.N to row N of dirs (n_layer, n_embd): several files
+** sum, as llama.cpp's common_control_vector_load. TIDE_ERR_FORMAT for
+** direction.0, a wrong size or dtype, N >= n_layer, or no direction at all.
+** dirs is unchanged on failure. */
+int tide_cvec_load(tide_env *env, const char *path, float scale, int32_t n_layer,
+                   int32_t n_embd, float *dirs);
+
+/* Writes dirs (n_layer, n_embd) as llama.cpp's cvector-generator does:
+** general.architecture "controlvector", controlvector.model_hint (if
+** model_hint is not NULL), controlvector.layer_count = n_layer - 1, and
+** tensors direction.1 .. direction.(n_layer-1) from rows 1..n_layer-1. */
+int tide_cvec_save(tide_env *env, const char *path, const float *dirs, int32_t n_layer,
+                   int32_t n_embd, const char *model_hint);
+
+/* Hidden-state capture. Layer numbers are 0..n_layer: 0 is the input
+** embeddings as block 0 reads them (after an input steer; gpt2: with its
+** learned positions added), l >= 1 the residual stream after block l-1
+** (after its control vector); layer n_layer is what the final norm reads. Asks every
+** following decode to keep every row's vector at the n given layers (n == 0
+** turns capture off). Allocates (n, n_batch, n_embd) floats here; decodes
+** allocate nothing. While layer n_layer is captured the last block runs over
+** every row, not only the rows that want logits. */
+int tide_ctx_capture(tide_ctx *ctx, const int32_t *layers, int32_t n);
+
+/* The captured vector (n_embd floats, owned by ctx, valid until the next
+** decode) of batch row `row` (0-based, all rows of the last decode) at
+** layer; NULL if that layer is not captured or row is out of range. */
+const float *tide_ctx_hidden(const tide_ctx *ctx, int32_t layer, int32_t row);
+
+/* Projects n (1..n_batch) vectors h (n, n_embd) through the output matrix
+** into out (n, n_vocab), after the model's final norm when norm is nonzero
+** (the logit lens: at layer n_layer that gives the model's logits, without
+** output steers). Uses the model's kernels and the context's scratch;
+** allocates nothing. The last decode's logits stay valid. */
+int tide_ctx_project(tide_ctx *ctx, const float *h, int32_t n, int norm, float *out);
+
+/* The model's final norm of n vectors h (n, n_embd) into out (n, n_embd):
+** the hidden state c that output steers and the output matrix read. */
+int tide_ctx_final_norm(tide_ctx *ctx, const float *h, int32_t n, float *out);
+
+/* ---------------------------------------------------------------- training (steer) */
+
+/* Changes the eps a frozen trainer with a steer uses from the next step on
+** (e.g. +eps0 on batches of style A, -eps0 on style B). TIDE_ERR_STATE
+** without a steer; TIDE_ERR_ARG for a non-finite eps. */
+int tide_trainer_set_steer_eps(tide_trainer *tr, float eps);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@ local M = {}
 local GEN_OPTS = {
   max_tokens = true, sampler = true, seed = true, stop = true, until_fn = true, constraint = true,
   ignore_eog = true, logprobs = true, top = true, processor = true, on_token = true,
+  steer = true, -- [steer] a set for this call only
 }
 
 local function check_opts(session, opts, name)
@@ -67,10 +68,13 @@ function M.stepper(session, opts)
   local info = { tokens = {}, logprobs = opts.logprobs and {} or nil, top = opts.top and {} or nil,
                  n_tokens = 0, stop_reason = nil, text = "" }
   local pending, done = "", false
+  -- [steer] generate{ steer = set }: set for this call, the old one put back at the end
+  local unsteer = opts.steer ~= nil and require("tide.steer").push(session, opts.steer) or nil
   local t0 = now()
 
   local function finish(reason, tail)
     done = true
+    if unsteer then unsteer() end -- [steer]
     info.stop_reason = info.stop_reason or reason
     info.elapsed = now() - t0
     info.tokens_per_s = info.n_tokens / math.max(info.elapsed, 1e-9)

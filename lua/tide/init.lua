@@ -36,5 +36,9 @@ tide.self_consistency = require "tide.self_consistency"
 tide.re = require "tide.re"
 tide.json = require "tide.json"
 tide.chat = require "tide.chat"
+-- steering and introspection (docs/steering.md)
+tide.steer = require "tide.steer"
+tide.lens = tide.steer.lens
+tide.vector = core.vector
 
 return tide

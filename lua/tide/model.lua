@@ -57,6 +57,7 @@ function Model:context()
       error("model was loaded with vocab_only: it has no weights to run", 2)
     end
     self.ctx = core.context(self.h, self.ctx_opts)
+    require("tide.steer").on_context(self, self.ctx) -- [steer] default steers, control vector
   end
   return self.ctx
 end
@@ -189,7 +190,8 @@ function Session:fork(n)
     local child = setmetatable({ model = self.model, ctx = self.ctx, seq = self.ctx:fork(seq),
                                  tokens = table.move(self.tokens, 1, #self.tokens, 1, {}),
                                  seed = self.seed * 1000003 + self.forks, forks = 0,
-                                 gen = self.gen, row = self.row }, Session)
+                                 gen = self.gen, row = self.row,
+                                 _steer = self._steer }, Session) -- [steer] the core copies the set too
     return child
   end
   if n == nil then return one() end
@@ -257,6 +259,14 @@ Session.select = generate.select
 function Session:beam(opts) return require("tide.beam")(self, opts) end
 function Session:best_of_n(opts) return require("tide.best_of_n")(self, opts) end
 function Session:self_consistency(opts) return require("tide.self_consistency")(self, opts) end
+
+-- [steer] steering and introspection (tide.steer, docs/steering.md)
+function Model:steer(set) return require("tide.steer").model_steer(self, set) end
+function Model:control_vector(cv, opts) return require("tide.steer").model_cvec(self, cv, opts) end
+function Model:project(vec, opts) return require("tide.steer").project(self, vec, opts) end
+function Session:steer(set) return require("tide.steer").session_steer(self, set) end
+function Session:hidden(layer) return require("tide.steer").hidden(self, layer) end
+-- [/steer]
 
 Model.Session = Session
 return Model

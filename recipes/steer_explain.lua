@@ -1,0 +1,86 @@
+--- steer_explain.lua -- `tide recipes/steer_explain.lua STEER.gguf --model M [--text T]`:
+-- explains an LM-Steer. First the leading directions of W = P1 P2^T (its
+-- SVD through the small rank x rank problem, core/steer.c) with the tokens
+-- each one promotes and suppresses (output embeddings projected on the
+-- direction). Then, given --text, which tokens of the text the steer moves
+-- most: each token's log-probability under the model steered with
+-- --eps (default 5 * eps0) minus unsteered, shown with terminal colours
+-- (green: the steer makes the token likelier, red: less likely) and, with
+-- --html PATH, as an HTML page with the same highlighting.
+--
+-- Options: --model M (required), --k N (3 directions), --top N (10 tokens),
+--   --text T, --eps E, --html PATH, --no-color, --help.
+local tide = require "tide"
+
+local function usage()
+  print("usage: tide recipes/steer_explain.lua STEER.gguf --model M [--k N] [--top N] [--text T] [--eps E]\n" ..
+        "       [--html PATH] [--no-color]")
+end
+
+local opt, files = { k = 3, top = 10, color = true }, {}
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    local key = a:match("^%-%-(.+)$")
+    if a == "--help" or a == "-h" then usage() return
+    elseif a == "--no-color" then opt.color = false
+    elseif key == "model" or key == "text" or key == "html" then i = i + 1; opt[key] = arg[i]
+    elseif key == "k" or key == "top" or key == "eps" then i = i + 1; opt[key] = tonumber(arg[i])
+    elseif key then io.stderr:write("steer_explain: unknown option --" .. key .. "\n") os.exit(2)
+    else files[#files + 1] = a end
+    i = i + 1
+  end
+end
+if #files ~= 1 or not opt.model then usage() os.exit(2) end
+
+local m <close> = tide.load(opt.model)
+local w <close> = tide.steer.load(files[1], m)
+print(string.format("%s: rank %d, eps0 %g", files[1], w.rank, w.eps0))
+
+-- 1. directions and their tokens
+tide.steer.print_explain(w:explain(math.min(math.tointeger(opt.k) or 3, w.rank), { top = math.tointeger(opt.top) }))
+
+-- 2. per-token highlighting of a text
+if not opt.text then return end
+local eps = opt.eps or 5 * (w.eps0 ~= 0 and w.eps0 or 1)
+local shift = tide.steer.token_shift(m, w, eps, opt.text)
+local big = 1e-9
+for _, t in ipairs(shift) do big = math.max(big, math.abs(t.delta)) end
+
+-- terminal: 24-bit background, strength by |delta| / max |delta|
+local function ansi(t)
+  if not opt.color then return string.format("%s[%+.2f]", t.piece, t.delta) end
+  local a = math.floor(40 + 200 * math.abs(t.delta) / big)
+  local bg = t.delta >= 0 and string.format("48;2;0;%d;0", a) or string.format("48;2;%d;0;0", a)
+  return string.format("\27[%sm%s\27[0m", bg, t.piece)
+end
+print(string.format("\ntoken log-probability shift at eps %g (steered - unsteered):", eps))
+local parts = {}
+for i, t in ipairs(shift) do parts[i] = ansi(t) end
+print(table.concat(parts))
+table.sort(shift, function(a, b) return math.abs(a.delta) > math.abs(b.delta) end)
+for i = 1, math.min(5, #shift) do
+  print(string.format("  %-16s %+.3f  (%.3f -> %.3f)", string.format("%q", shift[i].piece), shift[i].delta,
+                      shift[i].base, shift[i].steered))
+end
+
+if opt.html then
+  local ents = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }
+  local esc = function(s) return (s:gsub("[&<>\"]", ents)) end
+  local shifted = tide.steer.token_shift(m, w, eps, opt.text) -- text order again
+  local f = assert(io.open(opt.html, "wb"))
+  f:write("<!doctype html><meta charset=utf-8><title>steer explain</title>\n",
+          "<p>", esc(files[1]), " at eps ", tostring(eps),
+          ": green = likelier under the steer, red = less likely</p>\n",
+          "<pre style='font-size:16px;white-space:pre-wrap'>")
+  for _, t in ipairs(shifted) do
+    local a = math.abs(t.delta) / big
+    local rgb = t.delta >= 0 and "0,160,0" or "200,0,0"
+    f:write(string.format("<span title='%+.3f' style='background:rgba(%s,%.2f)'>%s</span>", t.delta, rgb, a,
+                          esc(t.piece)))
+  end
+  f:write("</pre>\n")
+  f:close()
+  print("wrote " .. opt.html)
+end
