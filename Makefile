@@ -54,6 +54,8 @@ model: build
 	build/release/train_tokenizer
 	OPENBLAS_NUM_THREADS=2 build/release/tide recipes/train.lua models/tide-small.train.yaml
 	build/release/quantize build/tide-small-f32.gguf models/tide-small.gguf f16
+	build/release/tide models/baselines.lua models/tide-small.gguf build/corpus/train.txt \
+	  build/corpus/heldout.txt build/tide-small-eval.yaml
 	build/release/tide models/manifest.lua models/tide-small.train.yaml models/tide-small.gguf
 
 clean:

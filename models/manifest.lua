@@ -23,6 +23,17 @@ for line in io.lines(cfg.log) do
   end
 end
 
+-- held-out evaluation beside the baselines (models/baselines.lua), if run
+local eval_path = cfg.eval or "build/tide-small-eval.yaml"
+local ev
+do
+  local f = io.open(eval_path, "rb")
+  if f then
+    ev = tide.yaml.load(f:read("a"))
+    f:close()
+  end
+end
+
 local m <close> = tide.load(model_path, { manifest = false })
 local n_params
 for _, k in ipairs { "n_vocab", "n_embd", "n_layer", "n_head", "n_kv_head", "n_ff" } do assert(m[k]) end
@@ -51,7 +62,12 @@ local manifest = {
                  lr_min = tp.lr_min, warmup = tp.warmup, weight_decay = tp.weight_decay,
                  grad_clip = tp.grad_clip, seed = tp.seed, seconds = math.floor(secs),
                  threads = cfg.threads or 2, final_train_loss = last },
-    heldout = { loss = held, perplexity = held and math.exp(held) },
+    heldout = ev and {
+      split = "build/corpus/heldout.txt (2% of each source, by document)",
+      targets = ev.targets, window = ev.window,
+      loss = ev.model.loss, perplexity = ev.model.perplexity,
+      bigram_perplexity = ev.bigram.perplexity, unigram_perplexity = ev.unigram.perplexity,
+    } or { loss = held, perplexity = held and math.exp(held) },
     weights = "F16 matrices (build/release/quantize), F32 norms",
     reproduce = "make model",
   },
