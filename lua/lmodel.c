@@ -165,8 +165,11 @@ static int m_special(lua_State *L) {
   return 1;
 }
 
-/* model:detok_stream() -> function(id) -> complete UTF-8 text so far;
-** calling it with nil flushes. The state lives in the closure's userdata. */
+/* model:detok_stream([at_start]) -> function(id) -> complete UTF-8 text so
+** far; calling it with nil flushes. The state lives in the closure's
+** userdata. A stream continues a text by default (a SentencePiece token's
+** leading space is kept); with at_start true it starts one, and the first
+** token's leading space is dropped as detokenize does. */
 static int detok_step(lua_State *L) {
   const tide_tokenizer *tok = checktok(L, lua_upvalueindex(1));
   tide_detok *st = lua_touserdata(L, lua_upvalueindex(2));
@@ -181,9 +184,11 @@ static int detok_step(lua_State *L) {
 
 static int m_detok_stream(lua_State *L) {
   lt_checkmodel(L, 1);
+  int at_start = lua_toboolean(L, 2);
   lua_settop(L, 1);
   tide_detok *st = lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
+  st->n_tokens = at_start ? 0 : 1; /* counts tokens seen: 0 = start of text */
   lua_pushcclosure(L, detok_step, 2);
   return 1;
 }

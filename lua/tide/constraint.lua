@@ -32,7 +32,7 @@ end
 function M.regex(pattern)
   if type(pattern) ~= "string" then error("regex: pattern (string) expected, got " .. type(pattern), 2) end
   local h, msg = core.regex_compile(pattern)
-  if not h then error("regex: " .. msg, 2) end
+  if not h then error(msg, 2) end
   return wrap(h, "regex", pattern)
 end
 
@@ -41,7 +41,7 @@ setmetatable(grammar, {
   __call = function(_, src, root)
     if type(src) ~= "string" then error("grammar: GBNF text (string) expected, got " .. type(src), 2) end
     local h, msg = core.grammar_compile(src, root)
-    if not h then error("grammar: " .. msg, 2) end
+    if not h then error(msg, 2) end
     return wrap(h, "grammar", src)
   end,
 })
@@ -53,7 +53,7 @@ function grammar.file(path, root)
   local src = f:read("a")
   f:close()
   local h, msg = core.grammar_compile(src, root)
-  if not h then error(string.format("grammar: %s: %s", path, msg), 2) end
+  if not h then error(string.format("%s: %s", path, msg), 2) end
   return wrap(h, "grammar", src)
 end
 M.grammar = grammar
@@ -65,7 +65,7 @@ function M.json_schema(schema)
   if type(schema) == "table" then schema = require("tide.json").encode(schema) end
   if type(schema) ~= "string" then error("json_schema: JSON text or a table expected, got " .. type(schema), 2) end
   local h, msg = core.json_schema_compile(schema)
-  if not h then error("json_schema: " .. msg, 2) end
+  if not h then error(msg, 2) end
   return wrap(h, "json_schema", schema)
 end
 
@@ -80,7 +80,7 @@ function M.choice(list)
     alts[i] = escape(s)
   end
   local h, msg = core.regex_compile("(?:" .. table.concat(alts, "|") .. ")")
-  if not h then error("choice: " .. msg, 2) end
+  if not h then error(msg, 2) end
   return wrap(h, "choice", table.concat(list, " | "))
 end
 
