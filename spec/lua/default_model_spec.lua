@@ -29,8 +29,8 @@ describe_model("the bundled model " .. PATH, function()
     local a <close> = m:session()
     a:feed(ids)
     local b <close> = a:fork()
-    local ta = a:generate { max_tokens = 16, ignore_eog = true }
-    local tb = b:generate { max_tokens = 16, ignore_eog = true }
+    local ta = a:generate { max_tokens = 16, ignore_eog = true, sampler = "greedy" }
+    local tb = b:generate { max_tokens = 16, ignore_eog = true, sampler = "greedy" }
     assert.are.equal(ta, tb)
     assert.is_truthy(ta:find("%a%a+"))
   end)
