@@ -41,6 +41,7 @@ test: build asan
 bench: build
 	@build/release/bench
 	@build/release/tide spec/tools/bench.lua
+	@build/release/bench_constrain
 
 demo: build
 	@build/release/demo

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "constrain.h"
+#include "grammar.h"
 #include "regex.h"
 #include "tokenizer.h"
 
@@ -80,7 +81,10 @@ struct tide_matcher {
   void *state;         /* state_size bytes */
   void *scratch;       /* state_size bytes (advance_bytes) */
   int32_t *stk;        /* (max_len + 2) subtree ends */
-  int32_t *dstk;       /* (max_len + 2) DFA states (regex walk) */
+  int32_t *dstk;       /* (max_len + 2) DFA states (regex and grammar walks) */
+  uint8_t *path;       /* (max_len + 2) bytes of the trie path (grammar walk) */
+  uint64_t *follow;    /* (max_len + 2, 4) byte sets (grammar walk) */
+  int32_t *fidx;       /* (max_len + 2) level whose follow set applies, -1 none */
   uint64_t *loops;     /* (n_dfa, 4) bytes that loop on each DFA state, or NULL */
   int32_t n_dfa;
 };
@@ -338,6 +342,9 @@ static void matcher_destroy(tide_matcher *m) {
   if (m->scratch) tidei_free(env, m->scratch, m->state_size);
   if (m->stk) tidei_free(env, m->stk, depth * sizeof(int32_t));
   if (m->dstk) tidei_free(env, m->dstk, depth * sizeof(int32_t));
+  if (m->path) tidei_free(env, m->path, depth);
+  if (m->follow) tidei_free(env, m->follow, depth * 4 * sizeof(uint64_t));
+  if (m->fidx) tidei_free(env, m->fidx, depth * sizeof(int32_t));
   tide_constraint *c = m->c;
   tide_vocab_index_free(m->vi);
   tidei_free(env, m, sizeof *m);
@@ -360,7 +367,10 @@ static int matcher_alloc(tide_constraint *c, tide_vocab_index *vi, tide_matcher 
   if (!(m->state = tidei_alloc(env, m->state_size)) ||
       !(m->scratch = tidei_alloc(env, m->state_size)) ||
       !(m->stk = tidei_alloc(env, depth * sizeof(int32_t))) ||
-      !(m->dstk = tidei_alloc(env, depth * sizeof(int32_t)))) {
+      !(m->dstk = tidei_alloc(env, depth * sizeof(int32_t))) ||
+      !(m->path = tidei_alloc(env, depth)) ||
+      !(m->follow = tidei_alloc(env, depth * 4 * sizeof(uint64_t))) ||
+      !(m->fidx = tidei_alloc(env, depth * sizeof(int32_t)))) {
     matcher_destroy(m);
     return TIDE_ERR_NOMEM;
   }
@@ -496,10 +506,109 @@ static void mask_generic(tide_matcher *m, uint32_t *bits) {
   if (depth) e->pop(cp, st, depth);
 }
 
+/* Pushes path[from..to] into the engine; the count pushed. */
+static int32_t push_path(const tidei_engine *e, const void *cp, void *st, const uint8_t *path,
+                         int32_t from, int32_t to) {
+  int32_t k = from;
+  while (k <= to && e->push(cp, st, path[k])) k++;
+  return k - from;
+}
+
+static inline int has_byte(const uint64_t *set, uint8_t b) { return set[b >> 6] >> (b & 63) & 1; }
+
+static inline int disjoint4(const uint64_t *a, const uint64_t *b) {
+  return !(a[0] & b[0]) && !(a[1] & b[1]) && !(a[2] & b[2]) && !(a[3] & b[3]);
+}
+
+/* The grammar walk: the generic push/pop walk, except below a node where
+** one lexeme item decides the chart's next bytes (tidei_grammar_lex_state:
+** DFA state ds[depth] != 0, and when the lexeme may end, the bytes that
+** what follows it accepts, follow + 4 * fidx[depth]). There the walk
+** steps the lexeme's DFA without pushing, as long as the byte is not one
+** the parser might take instead (in follow, or unknown); a subtree whose
+** bytes all loop on a state and stay out of follow is allowed whole. At
+** other bytes the path is pushed for real (edepth: bytes pushed) and the
+** walk goes on from the chart. Same result as mask_generic. As in mask_dfa,
+** when most tokens are allowed at the start the walk clears rejected
+** subtrees from a full mask instead of setting allowed ones. */
+static void mask_grammar(tide_matcher *m, uint32_t *bits) {
+  const tide_vocab_index *vi = m->vi;
+  const tidei_engine *e = m->c->engine;
+  const tidei_grammar *g = m->c->compiled;
+  const tidei_lex *lx = &g->lex;
+  void *st = m->state;
+  const int32_t *end = vi->end, *tf = vi->tok_first, *bset = vi->bset;
+  const uint64_t *below = vi->bytes_below;
+  int32_t *stk = m->stk, *ds = m->dstk, *fidx = m->fidx, nn = vi->n_nodes, depth = 0, edepth = 0;
+  int32_t more = vi->max_len + 1, i = 1;
+  uint8_t *path = m->path;
+  uint64_t *follow = m->follow;
+  int has;
+  stk[0] = nn;
+  ds[0] = tidei_grammar_lex_state(g, st, more, follow, &has);
+  fidx[0] = has ? 0 : -1;
+  int clear = 0;
+  if (ds[0]) {
+    const int32_t *row = lx->next + (size_t)ds[0] * 256;
+    int open = lx->accept[ds[0]]; /* some bytes go to the parser */
+    int64_t upper = 0;
+    for (int32_t c = 1; c < nn; c = end[c]) {
+      uint8_t b = vi->byte[c];
+      if (row[b] || (open && (!has || has_byte(follow, b)))) upper += tf[end[c]] - tf[c];
+    }
+    if ((clear = 2 * upper > vi->n_toks)) set_subtree(vi, bits, 0);
+  }
+  while (i < nn) {
+    while (i >= stk[depth]) depth--;
+    if (edepth > depth) {
+      e->pop(g, st, edepth - depth);
+      edepth = depth;
+    }
+    uint8_t b = vi->byte[i];
+    int32_t d = ds[depth], f = fidx[depth], nd = 0, nf = -1, ok = 1;
+    const uint64_t *fs = f >= 0 ? follow + (size_t)f * 4 : NULL;
+    if (d && !(lx->accept[d] && (!fs || has_byte(fs, b)))) {
+      int32_t t = lx->next[(size_t)d * 256 + b];
+      if (!t) ok = 0;
+      else {
+        if (bset[i] >= 0 && subset4(below + (size_t)bset[i] * 4, lx->loops + (size_t)t * 4) &&
+            (!lx->accept[t] || (fs && disjoint4(below + (size_t)bset[i] * 4, fs)))) {
+          if (!clear) set_subtree(vi, bits, i);
+          i = end[i];
+          continue;
+        }
+        nd = t, nf = f;
+      }
+    } else {
+      path[depth + 1] = b;
+      edepth += push_path(e, g, st, path, edepth + 1, depth + 1);
+      ok = edepth == depth + 1; /* short only when the chart is full */
+      if (ok) {
+        nd = tidei_grammar_lex_state(g, st, more, follow + (size_t)(depth + 1) * 4, &has);
+        nf = has ? depth + 1 : -1;
+      }
+    }
+    if (!ok) {
+      if (clear) clear_subtree(vi, bits, i);
+      i = end[i];
+      continue;
+    }
+    if (!clear)
+      for (int32_t k = tf[i]; k < tf[i + 1]; k++) set_bit(bits, vi->toks[k]);
+    path[depth + 1] = b;
+    stk[++depth] = end[i];
+    ds[depth] = nd;
+    fidx[depth] = nf;
+    i++;
+  }
+  if (edepth) e->pop(g, st, edepth);
+}
+
 void tide_matcher_mask(tide_matcher *m, uint32_t *bits) {
   const tide_vocab_index *vi = m->vi;
   memset(bits, 0, (((size_t)vi->n_vocab + 31) / 32) * sizeof(uint32_t));
   if (m->c->engine == &tidei_regex_engine) mask_dfa(m, bits);
+  else if (m->c->engine == &tidei_grammar_engine) mask_grammar(m, bits);
   else mask_generic(m, bits);
   if (m->c->engine->accepting(m->c->compiled, m->state))
     for (int32_t k = 0; k < vi->n_eog; k++) set_bit(bits, vi->eog[k]);

@@ -26,6 +26,13 @@
 ** Limits (TIDEI_GRAMMAR_SET_ITEMS items per set, the arena's items and sets):
 ** a byte whose set would exceed them is rejected; such a state is then stuck
 ** rather than wrong.
+**
+** Lexemes (grammar_lex.c). A regular rule compiled to a DFA is predicted as
+** one item whose dot is LEXBIT | DFA state: scanning steps the state, and
+** the rule completes (at the item's origin) whenever the state accepts.
+** Each set records (bit 1 of its accept byte) whether its kernel -- the
+** items the scan made -- is a single lexeme item; the mask walk relies on
+** it (tidei_grammar_lex_state).
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,22 +42,15 @@
 
 /* ---------------------------------------------------------------- symbols */
 
-enum { SYM_TERM = 0, SYM_NT = 1, SYM_END = 2, SYM_EXIT = 3 };
-#define SYM(kind, v) (((uint32_t)(kind) << 30) | (uint32_t)(v))
-#define SYM_KIND(s) ((s) >> 30)
-#define SYM_VAL(s) ((s) & 0x3fffffffu)
+enum { SYM_TERM = TIDEI_SYM_TERM, SYM_NT = TIDEI_SYM_NT, SYM_END = TIDEI_SYM_END,
+       SYM_EXIT = TIDEI_SYM_EXIT };
+#define SYM(kind, v) TIDEI_SYM(kind, v)
+#define SYM_KIND(s) TIDEI_SYM_KIND(s)
+#define SYM_VAL(s) TIDEI_SYM_VAL(s)
 #define NONE 0xffffffffu
-
-struct tidei_grammar {
-  uint32_t n_rules, n_syms, n_alts, n_terms, root;
-  uint32_t *syms;         /* (n_syms) alternatives laid end to end */
-  uint32_t *lhs;          /* (n_syms) the rule each position belongs to */
-  uint32_t *alt_off;      /* (n_rules+1) rule r's alternatives: alts[alt_off[r]..] */
-  uint32_t *alts;         /* (n_alts) start position of each alternative */
-  uint8_t *nullable;      /* (n_rules) */
-  uint32_t (*terms)[8];   /* (n_terms) 256-bit byte sets */
-  size_t bytes;           /* of this block */
-};
+/* An item whose dot has this bit is inside a lexeme: dot = LEXBIT | the
+** lexeme's DFA state (tidei_lex), origin = the set where the lexeme began. */
+#define LEXBIT 0x80000000u
 
 /* ---------------------------------------------------------------- parser */
 
@@ -780,6 +780,9 @@ static tidei_grammar *flatten(gparser *ps, uint32_t root) {
   g->n_rules = nr, g->n_syms = ns, g->n_alts = na, g->n_terms = ps->n_terms;
   g->root = root;
   g->bytes = bytes;
+  g->lex_start = NULL;
+  g->n_lexemes = 0;
+  memset(&g->lex, 0, sizeof g->lex);
   if (ps->n_terms) memcpy(g->terms, ps->terms, (size_t)ps->n_terms * 32);
   uint32_t pos = 0, a = 0;
   for (uint32_t r = 0; r < nr; r++) {
@@ -813,6 +816,7 @@ static tidei_grammar *flatten(gparser *ps, uint32_t root) {
 }
 
 static int check_start_set(tide_env *env, tidei_grammar *g);
+static void g_destroy(tide_env *env, void *compiled);
 
 /* An alternative that is a lone reference to a small generated rule (a
 ** group, a class) takes that rule's alternatives instead: P ::= R | y with
@@ -890,9 +894,10 @@ int tidei_grammar_parse(tide_env *env, const char *src, size_t len, const char *
   }
   int status = ps.status;
   parser_free(&ps);
+  if (!status && g) status = tidei_grammar_lexemes(env, g);
   if (!status && g) status = check_start_set(env, g);
   if (status) {
-    if (g) tidei_free(env, g, g->bytes);
+    if (g) g_destroy(env, g);
     return status;
   }
   *out = g;
@@ -1043,7 +1048,8 @@ static void complete(gctx *c, uint32_t rule, uint32_t k) {
   c->extra[c->st->n_extra++] = key;
   uint32_t want = SYM(SYM_NT, rule), e = c->start[k + 1];
   for (uint32_t i = c->start[k]; i < e; i++)
-    if (g->syms[c->items[i].dot] == want) add(c, c->items[i].dot + 1, c->items[i].origin);
+    if (c->items[i].dot < LEXBIT && g->syms[c->items[i].dot] == want)
+      add(c, c->items[i].dot + 1, c->items[i].origin);
 }
 
 /* Closes set c->j (items from c->begin) under prediction and completion. */
@@ -1051,10 +1057,17 @@ static void closure(gctx *c) {
   const tidei_grammar *g = c->g;
   for (uint32_t i = c->begin; i < c->st->n_items && !c->overflow; i++) {
     gitem it = c->items[i];
+    if (it.dot & LEXBIT) { /* inside a lexeme: it may end here */
+      uint32_t q = it.dot & ~LEXBIT;
+      if (g->lex.accept[q]) complete(c, g->lex.rule[q], it.origin);
+      continue;
+    }
     uint32_t s = g->syms[it.dot], v = SYM_VAL(s);
     switch (SYM_KIND(s)) {
     case SYM_NT:
-      if (!hash_has(c->hash, item_key(g->alts[g->alt_off[v]], c->j)))
+      if (g->lex_start && g->lex_start[v])
+        add(c, LEXBIT | (uint32_t)g->lex_start[v], c->j);
+      else if (!hash_has(c->hash, item_key(g->alts[g->alt_off[v]], c->j)))
         for (uint32_t a = g->alt_off[v]; a < g->alt_off[v + 1]; a++) add(c, g->alts[a], c->j);
       if (g->nullable[v]) add(c, it.dot + 1, it.origin);
       break;
@@ -1096,7 +1109,11 @@ static void g_init(const void *compiled, void *state, int32_t max_push) {
   c.j = 0;
   c.begin = 0;
   c.start[0] = 0;
-  for (uint32_t a = g->alt_off[g->root]; a < g->alt_off[g->root + 1]; a++) add(&c, g->alts[a], 0);
+  if (g->lex_start && g->lex_start[g->root])
+    add(&c, LEXBIT | (uint32_t)g->lex_start[g->root], 0);
+  else
+    for (uint32_t a = g->alt_off[g->root]; a < g->alt_off[g->root + 1]; a++)
+      add(&c, g->alts[a], 0);
   closure(&c);
   hash_clear_all(&c);
   if (c.overflow) st->n_items = 0; /* a stuck state; compile checks this cannot happen */
@@ -1119,11 +1136,18 @@ static int g_push(const void *compiled, void *state, uint8_t byte) {
   c.begin = st->n_items;
   uint32_t word = (uint32_t)byte >> 5, bit = 1u << (byte & 31);
   for (uint32_t i = c.start[top], e = c.start[j]; i < e; i++) {
-    uint32_t s = g->syms[c.items[i].dot];
-    if (SYM_KIND(s) == SYM_TERM && (g->terms[s][word] & bit))
-      add(&c, c.items[i].dot + 1, c.items[i].origin);
+    uint32_t d = c.items[i].dot;
+    if (d & LEXBIT) {
+      int32_t t = g->lex.next[(size_t)(d & ~LEXBIT) * 256 + byte];
+      if (t) add(&c, LEXBIT | (uint32_t)t, c.items[i].origin);
+      continue;
+    }
+    uint32_t s = g->syms[d];
+    if (SYM_KIND(s) == SYM_TERM && (g->terms[s][word] & bit)) add(&c, d + 1, c.items[i].origin);
   }
   if (st->n_items == c.begin) return 0;
+  /* the set's kernel is one lexeme item: the rest is what completing it adds */
+  uint8_t lex1 = st->n_items - c.begin == 1 && (c.items[c.begin].dot & LEXBIT);
   closure(&c);
   hash_clear_all(&c);
   if (c.overflow) {
@@ -1131,7 +1155,7 @@ static int g_push(const void *compiled, void *state, uint8_t byte) {
     return 0;
   }
   c.start[j + 1] = st->n_items;
-  ST_PTR(st, uint8_t, o_accept)[j] = (uint8_t)c.accept;
+  ST_PTR(st, uint8_t, o_accept)[j] = (uint8_t)(c.accept | lex1 << 1);
   st->n_sets++;
   return 1;
 }
@@ -1162,10 +1186,16 @@ static void compact(const tidei_grammar *g, gstate *st, uint32_t lo) {
 #define NEED(k, r) \
   do { if ((k) >= lo) { need[2 * nneed] = (r), need[2 * nneed + 1] = head[k], head[k] = nneed++; } } while (0)
   for (uint32_t i = start[T]; i < start[T + 1]; i++) {
-    uint32_t kind = SYM_KIND(g->syms[items[i].dot]);
-    if (kind != SYM_TERM && kind != SYM_NT) continue;
+    uint32_t d = items[i].dot, l;
+    if (d & LEXBIT) {
+      l = g->lex.rule[d & ~LEXBIT];
+    } else {
+      uint32_t kind = SYM_KIND(g->syms[d]);
+      if (kind != SYM_TERM && kind != SYM_NT) continue;
+      l = g->lhs[d];
+    }
     keep[i] = 1;
-    if (items[i].origin != T) NEED(items[i].origin, g->lhs[items[i].dot]);
+    if (items[i].origin != T) NEED(items[i].origin, l);
   }
   for (uint32_t k = T; k-- > lo;) {
     if (head[k] == NONE) continue;
@@ -1173,8 +1203,9 @@ static void compact(const tidei_grammar *g, gstate *st, uint32_t lo) {
     for (int changed = 1; changed;) {
       changed = 0;
       for (uint32_t i = start[k]; i < start[k + 1]; i++) {
+        if (keep[i] || (items[i].dot & LEXBIT)) continue;
         uint32_t s = g->syms[items[i].dot];
-        if (keep[i] || SYM_KIND(s) != SYM_NT || !mark[SYM_VAL(s)]) continue;
+        if (SYM_KIND(s) != SYM_NT || !mark[SYM_VAL(s)]) continue;
         keep[i] = 1;
         uint32_t o = items[i].origin, l = g->lhs[items[i].dot];
         if (o != k) NEED(o, l);
@@ -1231,7 +1262,7 @@ static void g_commit(const void *compiled, void *state) {
 static int g_accepting(const void *compiled, const void *state) {
   (void)compiled;
   const gstate *st = state;
-  return ((const uint8_t *)state + st->o_accept)[st->n_sets - 1];
+  return ((const uint8_t *)state + st->o_accept)[st->n_sets - 1] & 1;
 }
 
 static int g_finished(const void *compiled, const void *state) {
@@ -1241,6 +1272,10 @@ static int g_finished(const void *compiled, const void *state) {
   const uint32_t *start = (const uint32_t *)((const char *)state + st->o_start);
   const gitem *items = (const gitem *)((const char *)state + st->o_items);
   for (uint32_t i = start[st->n_sets - 1]; i < start[st->n_sets]; i++) {
+    if (items[i].dot & LEXBIT) {
+      if (!g->lex.final[items[i].dot & ~LEXBIT]) return 0;
+      continue;
+    }
     uint32_t s = g->syms[items[i].dot];
     if (SYM_KIND(s) == SYM_TERM) {
       for (int w = 0; w < 8; w++)
@@ -1266,7 +1301,53 @@ static void g_copy(const void *compiled, void *dst, const void *src, size_t size
 
 static void g_destroy(tide_env *env, void *compiled) {
   tidei_grammar *g = compiled;
-  if (g) tidei_free(env, g, g->bytes);
+  if (!g) return;
+  tidei_grammar_lex_free(env, g);
+  tidei_free(env, g, g->bytes);
+}
+
+int32_t tidei_grammar_lex_state(const tidei_grammar *g, const void *state, int32_t more,
+                                uint64_t follow[4], int *has_follow) {
+  const gstate *st = state;
+  *has_follow = 0;
+  if (!g->lex_start) return 0;
+  const uint32_t *start = (const uint32_t *)((const char *)state + st->o_start);
+  const gitem *items = (const gitem *)((const char *)state + st->o_items);
+  uint32_t top = st->n_sets - 1;
+  /* room for more sets as big as this one (the walk's steps make no bigger) */
+  if ((int64_t)st->n_sets + more >= st->sets_cap ||
+      (int64_t)st->n_items + (int64_t)more * (start[top + 1] - start[top]) >= st->items_cap)
+    return 0;
+  if (((const uint8_t *)state + st->o_accept)[top] & 2) {
+    /* kernel first; every other scanner came from completing it */
+    int32_t d = (int32_t)(items[start[top]].dot & ~LEXBIT);
+    if (!g->lex.accept[d]) return d; /* nothing completed: it is alone */
+    follow[0] = follow[1] = follow[2] = follow[3] = 0;
+    for (uint32_t i = start[top] + 1; i < start[top + 1]; i++) {
+      uint32_t x = items[i].dot;
+      if (x & LEXBIT) {
+        const int32_t *row = g->lex.next + (size_t)(x & ~LEXBIT) * 256;
+        for (int b = 0; b < 256; b++)
+          if (row[b]) follow[b >> 6] |= 1ull << (b & 63);
+      } else if (SYM_KIND(g->syms[x]) == SYM_TERM) {
+        const uint32_t *t = g->terms[g->syms[x]];
+        for (int w = 0; w < 4; w++) follow[w] |= (uint64_t)t[2 * w] | (uint64_t)t[2 * w + 1] << 32;
+      }
+    }
+    *has_follow = 1;
+    return d;
+  }
+  int32_t found = 0;
+  for (uint32_t i = start[top]; i < start[top + 1]; i++) {
+    uint32_t d = items[i].dot;
+    if (d & LEXBIT) {
+      if (found) return 0;
+      found = (int32_t)(d & ~LEXBIT);
+    } else if (SYM_KIND(g->syms[d]) == SYM_TERM) {
+      return 0;
+    }
+  }
+  return found;
 }
 
 void tidei_grammar_state_stats(const void *state, int64_t *n_sets, int64_t *n_items) {

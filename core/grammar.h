@@ -22,7 +22,71 @@
 #define TIDEI_GRAMMAR_BASE_SETS   8192        /* sets kept after a commit */
 #define TIDEI_GRAMMAR_PUSH_ITEMS  256         /* extra items per pushed byte */
 
-typedef struct tidei_grammar tidei_grammar;
+/* ---------------------------------------------------------------- compiled form
+** (grammar.c builds and runs it; grammar_lex.c adds the lexemes) */
+
+/* A symbol: kind in the top two bits, value below. */
+enum { TIDEI_SYM_TERM = 0, TIDEI_SYM_NT = 1, TIDEI_SYM_END = 2, TIDEI_SYM_EXIT = 3 };
+#define TIDEI_SYM(kind, v) (((uint32_t)(kind) << 30) | (uint32_t)(v))
+#define TIDEI_SYM_KIND(s) ((s) >> 30)
+#define TIDEI_SYM_VAL(s) ((s) & 0x3fffffffu)
+
+/* Limits of the lexer layer (a regular rule past them stays an Earley rule). */
+#define TIDEI_GRAMMAR_LEX_NFA    4000    /* NFA states of one lexeme */
+#define TIDEI_GRAMMAR_LEX_DEPTH  48      /* rules nested inside one lexeme */
+#define TIDEI_GRAMMAR_LEX_STATES 32768   /* DFA states of all lexemes together */
+#define TIDEI_GRAMMAR_LEX_BUDGET 20000   /* NFA states of all lexemes (compile time) */
+
+/* The lexemes: every DFA state of every lexeme, numbered globally. State 0
+** is dead; each lexeme's states are contiguous, its start first. A byte is
+** accepted exactly when next[] is nonzero (every live state can still
+** reach an accepting one). */
+typedef struct {
+  int32_t n_states, cap; /* states in use, allocated */
+  int32_t *next;       /* (n_states, 256) */
+  uint8_t *accept;     /* (n_states) the lexeme may end here */
+  uint8_t *final;      /* (n_states) accepting with no way to continue */
+  uint32_t *rule;      /* (n_states) the lexeme (rule) a state belongs to */
+  uint64_t *loops;     /* (n_states, 4) bit b: byte b leads back to the state */
+} tidei_lex;
+
+typedef struct tidei_grammar {
+  uint32_t n_rules, n_syms, n_alts, n_terms, root;
+  uint32_t *syms;         /* (n_syms) alternatives laid end to end */
+  uint32_t *lhs;          /* (n_syms) the rule each position belongs to */
+  uint32_t *alt_off;      /* (n_rules+1) rule r's alternatives: alts[alt_off[r]..] */
+  uint32_t *alts;         /* (n_alts) start position of each alternative */
+  uint8_t *nullable;      /* (n_rules) */
+  uint32_t (*terms)[8];   /* (n_terms) 256-bit byte sets */
+  size_t bytes;           /* of this block */
+  /* lexer layer (grammar_lex.c): lex_start[r] is the start state of rule
+  ** r's DFA when r is a lexeme, else 0; NULL when there are none */
+  int32_t *lex_start;     /* (n_rules) */
+  uint32_t n_lexemes;
+  tidei_lex lex;
+} tidei_grammar;
+
+/* grammar_lex.c: finds the regular rules reachable from the root (no
+** recursion but a rule's direct left or right recursion, as x* and x+
+** make), and compiles each one referenced from a non-regular rule (or the
+** root itself) to a minimised DFA. A rule whose automaton would pass the
+** limits above stays an Earley rule. Errors: TIDE_ERR_NOMEM only. */
+int tidei_grammar_lexemes(tide_env *env, tidei_grammar *g);
+void tidei_grammar_lex_free(tide_env *env, tidei_grammar *g);
+
+/* For the mask walk: the DFA state d of the lexeme item that alone decides
+** the next bytes of the top Earley set, or 0 (no such item, or the chart
+** has no room for more sets of one item each). Two cases:
+**  - the item is the only one in the set that can scan; *has_follow = 0;
+**  - the set's kernel (what the last byte scanned) is that one item and d
+**    accepts: the other scanners are what completing the lexeme adds, and
+**    follow gets the bytes they accept (*has_follow = 1). A byte outside
+**    follow leads to {the item stepped by the DFA} plus, if that state
+**    accepts again, the same completions: the walk steps the DFA alone
+**    until a byte in follow or a state that accepts without follow.
+** Allocates nothing. */
+int32_t tidei_grammar_lex_state(const tidei_grammar *g, const void *state, int32_t more,
+                                uint64_t follow[4], int *has_follow);
 
 /* Parses GBNF text (llama.cpp's dialect) and compiles it. root names the
 ** start rule (NULL: "root"). Errors: TIDE_ERR_FORMAT with "grammar line L,

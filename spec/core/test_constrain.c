@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "constrain.h"
+#include "grammar.h"
+#include "json.h"
 #include "regex.h"
 #include "test.h"
 #include "tide.h"
@@ -168,6 +170,123 @@ static void test_mask_vs_brute(void) {
     tide_constraint_free(cg);
   }
   free(m1); free(m2); free(m3);
+}
+
+/* Grammar matchers: the mask (lexeme DFA walk with pushes where a lexeme
+** may end) must equal brute force and the generic push/pop walk (the same
+** grammar behind a copy of the engine table), at several states. */
+static char *slurp_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *p = malloc((size_t)n + 1);
+  if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+  fclose(f);
+  if (p) { p[n] = 0; *len = (size_t)n; }
+  return p;
+}
+
+static tidei_engine generic_grammar;
+
+static void check_grammar_walk(tidei_grammar *g, tidei_grammar *gg, const char *name,
+                               const char *const *steps) {
+  tide_constraint *c, *cg;
+  generic_grammar = tidei_grammar_engine;
+  CHECK(tidei_constraint_new(env, &tidei_grammar_engine, g, &c) == TIDE_OK);
+  CHECK(tidei_constraint_new(env, &generic_grammar, gg, &cg) == TIDE_OK);
+  tide_matcher *m, *mg;
+  CHECK(tide_matcher_new(c, vi, &m) == TIDE_OK && tide_matcher_new(cg, vi, &mg) == TIDE_OK);
+  uint32_t *m1 = malloc((size_t)n_words * 4), *m2 = malloc((size_t)n_words * 4),
+           *m3 = malloc((size_t)n_words * 4);
+  for (int k = 0;; k++) {
+    tide_matcher_mask(m, m1);
+    tide_matcher_mask(mg, m2);
+    brute_mask(m, m3);
+    char what[200];
+    snprintf(what, sizeof what, "%s step %d", name, k);
+    CHECK(masks_equal(m1, m3, what));
+    CHECK(masks_equal(m2, m3, what));
+    CHECKF(count_bits(m1) > 0, "%s: empty mask", what);
+    if (!steps[k]) break;
+    CHECKF(tide_matcher_advance_bytes(m, steps[k], strlen(steps[k])) == TIDE_OK, "%s: %s", what,
+           tide_env_errmsg(env));
+    CHECK(tide_matcher_advance_bytes(mg, steps[k], strlen(steps[k])) == TIDE_OK);
+  }
+  free(m1); free(m2); free(m3);
+  tide_matcher_free(m);
+  tide_matcher_free(mg);
+  tide_constraint_free(c);
+  tide_constraint_free(cg);
+}
+
+static void test_grammar_masks(void) {
+  if (!setup()) SKIP("fixture vocab absent");
+  size_t len;
+  char *src = slurp_file("grammars/json.gbnf", &len);
+  CHECKF(src != NULL, "grammars/json.gbnf not found (run from the project root)");
+  if (!src) return;
+  static const char *const json_steps[] = {
+    "", " {", "\"na", "me\"", ": ", "\"caf\xc3", "\xa9 \\u00", "e9\", \"n\": -1", ".5e",
+    "3, \"l\": [tr",
+    "ue, nul", "l, {}], \"s\": \"x\"", "}", " ", NULL
+  };
+  tidei_grammar *g, *gg;
+  CHECK(tidei_grammar_parse(env, src, len, NULL, &g) == TIDE_OK);
+  CHECK(tidei_grammar_parse(env, src, len, NULL, &gg) == TIDE_OK);
+  CHECK(g->n_lexemes > 0);
+  check_grammar_walk(g, gg, "json.gbnf", json_steps);
+  free(src);
+  /* the same grammar without its lexemes (pure Earley) */
+  src = slurp_file("grammars/json.gbnf", &len);
+  CHECK(tidei_grammar_parse(env, src, len, NULL, &g) == TIDE_OK);
+  CHECK(tidei_grammar_parse(env, src, len, NULL, &gg) == TIDE_OK);
+  tidei_grammar_lex_free(env, g);
+  static const char *const short_steps[] = { "[\"ab", "c\", 1", NULL };
+  check_grammar_walk(g, gg, "json.gbnf without lexemes", short_steps);
+  free(src);
+  /* C expressions: identifiers and numbers are lexemes that may end
+  ** anywhere, followed by blanks and operators */
+  src = slurp_file("grammars/c_expr.gbnf", &len);
+  CHECK(src != NULL);
+  if (src) {
+    static const char *const c_steps[] = { "(a", "lph", "a + 12", "3 ", "* foo_b", "ar[i", NULL };
+    CHECK(tidei_grammar_parse(env, src, len, NULL, &g) == TIDE_OK);
+    CHECK(tidei_grammar_parse(env, src, len, NULL, &gg) == TIDE_OK);
+    check_grammar_walk(g, gg, "c_expr.gbnf", c_steps);
+    free(src);
+  }
+  /* a JSON-schema grammar: bounded strings, enums, integers with bounds */
+  static const char schema[] =
+      "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12},"
+      "\"kind\":{\"enum\":[\"alpha\",\"beta\"]},\"n\":{\"type\":\"integer\",\"minimum\":-5,"
+      "\"maximum\":300},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
+      "\"required\":[\"name\"]}";
+  char *gb;
+  size_t gl;
+  CHECKF(tidei_json_schema_gbnf(env, schema, strlen(schema), &gb, &gl) == TIDE_OK, "%s",
+         tide_env_errmsg(env));
+  CHECK(tidei_grammar_parse(env, gb, gl, NULL, &g) == TIDE_OK);
+  CHECK(tidei_grammar_parse(env, gb, gl, NULL, &gg) == TIDE_OK);
+  tidei_free(env, gb, gl + 1);
+  static const char *const schema_steps[] = {
+    "{\"name\":\"Jo", "hn Smith", "\",\"kind\":\"al", "pha\",\"n\":2", "9", ",\"tags\":[\"x",
+    "\"]", NULL
+  };
+  check_grammar_walk(g, gg, "schema", schema_steps);
+  /* lexeme ends that are not greedy, and a lexeme at the root */
+  static const char *const inline_grammars[][2] = {
+    { "root ::= w (\" \" w)* | \"(\" root \")\"\nw ::= [a-z]+ [0-9]*\n", "(hello wor" },
+    { "root ::= [a-zA-Z ]+ (\".\" [0-9]{1,3})?\n", "Hello world.1" },
+  };
+  for (size_t k = 0; k < sizeof inline_grammars / sizeof inline_grammars[0]; k++) {
+    const char *gs = inline_grammars[k][0];
+    CHECK(tidei_grammar_parse(env, gs, strlen(gs), NULL, &g) == TIDE_OK);
+    CHECK(tidei_grammar_parse(env, gs, strlen(gs), NULL, &gg) == TIDE_OK);
+    const char *const st[] = { inline_grammars[k][1], NULL };
+    check_grammar_walk(g, gg, gs, st);
+  }
 }
 
 static void test_advance(void) {
@@ -442,5 +561,6 @@ static void test_teardown(void) {
   CHECKF(cnt.live == 0, "%zu bytes leaked", cnt.live);
 }
 
-TEST_MAIN(test_mask_vs_brute, test_advance, test_utf8_split, test_clone, test_no_alloc,
+TEST_MAIN(test_mask_vs_brute, test_grammar_masks, test_advance, test_utf8_split, test_clone,
+          test_no_alloc,
           test_mask_apply, test_oom, test_spm, test_bench, test_teardown)

@@ -504,7 +504,9 @@ static void test_deep_input(void) {
   CHECK(E->push(g, m.st, '1') && E->accepting(g, m.st));
   gm_free(&m);
   E->destroy(env, g);
-  /* right recursion grows a set per level: overflow rejects cleanly */
+  /* right recursion through a regular rule is a lexeme (a DFA): constant
+  ** space; through a non-regular one it grows a set per level, and the
+  ** overflow rejects cleanly */
   g = compile("root ::= r\nr ::= \"a\" r | \"\"\n");
   if (g) {
     m = gm_new(g, 8);
@@ -513,9 +515,22 @@ static void test_deep_input(void) {
       E->commit(g, m.st);
       n++;
     }
-    printf("info deep_input: right recursion stops after %zu bytes\n", n);
-    CHECK(n > 1000 && n < 100000);
+    CHECK(n == 100000);
     CHECK(E->accepting(g, m.st));
+    gm_free(&m);
+    E->destroy(env, g);
+  }
+  g = compile("root ::= r\nr ::= \"a\" r \"b\" | \"\"\n");
+  if (g) {
+    m = gm_new(g, 8);
+    size_t n = 0;
+    while (n < 100000 && E->push(g, m.st, 'a')) {
+      E->commit(g, m.st);
+      n++;
+    }
+    printf("info deep_input: non-regular right recursion stops after %zu bytes\n", n);
+    CHECK(n > 1000 && n < 100000);
+    CHECK(!E->accepting(g, m.st));
     gm_free(&m);
     E->destroy(env, g);
   }
@@ -619,6 +634,100 @@ static void test_finished(void) {
     CHECK(E->finished(g, m.st));
     for (int b = 0; b < 256; b++) CHECK(!E->push(g, m.st, (uint8_t)b));
     gm_free(&m);
+    E->destroy(env, g);
+  }
+  env_close();
+}
+
+/* The lexer layer changes no verdict: each grammar compiled with its
+** lexemes and again with them dropped (pure Earley over bytes) gives the
+** same next-byte sets, accepting and finished flags along random walks,
+** with commits and pops on the way. */
+static const char *const LEX_GRAMMARS[] = {
+  /* lexeme ends are not greedy: a word may end where it could go on */
+  "root ::= w w | \"(\" root \")\"\nw ::= [a-c]+\n",
+  "root ::= item (\",\" item)* | \"[\" root \"]\"\nitem ::= [a-z]+ [a-z0-9]* \"x\"? | [0-9]{1,3}\n",
+  /* right and left recursion, nullable lexemes, a regular root */
+  "root ::= r\nr ::= \"a\" r | \"b\"\n",
+  "root ::= l \"!\" | \"{\" root \"}\"\nl ::= l \"ab\" | \"a\" | \"\"\n",
+  "root ::= [a-z]+ (\"-\" [0-9]{2,4})?\n",
+  /* bounded repetition of a lexeme too big to be one */
+  "root ::= \"<\" s \">\" | \"(\" root \")\"\ns ::= c{0,40}\n"
+  "c ::= [^<>\\x00-\\x1f] | \"\\\\\" [<>nt]\n",
+};
+
+static void walk_compare(const tidei_grammar *g1, const tidei_grammar *g2, const char *what,
+                         int steps, int *mismatches) {
+  gm a = gm_new(g1, 8), b = gm_new(g2, 8);
+  uint32_t na[9], nb[9];
+  int pushed = 0;
+  for (int k = 0; k < steps; k++) {
+    next_bytes(g1, a.st, na);
+    next_bytes(g2, b.st, nb);
+    if (memcmp(na, nb, sizeof na)) {
+      if ((*mismatches)++ < 5) fprintf(stderr, "    %s: step %d differs\n", what, k);
+      break;
+    }
+    int cand[256], n = 0;
+    for (int c = 0; c < 256; c++)
+      if (na[c >> 5] >> (c & 31) & 1) cand[n++] = c;
+    if (!n) break;
+    uint8_t c = (uint8_t)cand[rnd((uint32_t)n)];
+    if (!E->push(g1, a.st, c) || !E->push(g2, b.st, c)) {
+      (*mismatches)++;
+      break;
+    }
+    if (++pushed == 8 || rnd(4) == 0) {
+      if (rnd(3) == 0) { /* undo what was pushed since the last commit */
+        E->pop(g1, a.st, pushed);
+        E->pop(g2, b.st, pushed);
+      } else {
+        E->commit(g1, a.st);
+        E->commit(g2, b.st);
+      }
+      pushed = 0;
+    }
+  }
+  gm_free(&a);
+  gm_free(&b);
+}
+
+static void test_lexemes(void) {
+  env_open();
+  int mismatches = 0, with_lexemes = 0, n = 0;
+  const char *files[] = { "json.gbnf", "json_arr.gbnf", "arithmetic.gbnf", "list.gbnf",
+                          "chess.gbnf", "c_expr.gbnf" };
+  size_t n_files = sizeof files / sizeof files[0];
+  for (size_t f = 0; f < n_files + sizeof LEX_GRAMMARS / sizeof LEX_GRAMMARS[0]; f++) {
+    const char *what;
+    tidei_grammar *g1, *g2;
+    if (f < n_files) {
+      what = files[f];
+      g1 = compile_file(what);
+      g2 = compile_file(what);
+    } else {
+      what = LEX_GRAMMARS[f - n_files];
+      g1 = compile(what);
+      g2 = compile(what);
+    }
+    if (!g1 || !g2) {
+      if (g1) E->destroy(env, g1);
+      if (g2) E->destroy(env, g2);
+      continue;
+    }
+    n++;
+    with_lexemes += g1->n_lexemes > 0;
+    tidei_grammar_lex_free(env, g2); /* pure Earley from here */
+    for (int w = 0; w < 40; w++) walk_compare(g1, g2, what, 60, &mismatches);
+    E->destroy(env, g1);
+    E->destroy(env, g2);
+  }
+  CHECKF(mismatches == 0, "%d mismatches", mismatches);
+  CHECKF(with_lexemes >= 8, "%d of %d grammars have lexemes", with_lexemes, n);
+  /* json.gbnf: strings, numbers and blanks are lexemes */
+  tidei_grammar *g = compile_file("json.gbnf");
+  if (g) {
+    CHECKF(g->n_lexemes >= 3, "json.gbnf: %u lexemes", g->n_lexemes);
     E->destroy(env, g);
   }
   env_close();
@@ -785,5 +894,6 @@ static void test_push_cost(void) {
 
 TEST_MAIN(test_json, test_json_arr, test_arithmetic, test_list, test_chess, test_c_expr,
           test_left_recursion, test_nullable, test_repetition, test_unicode, test_syntax,
-          test_errors, test_deep_input, test_pop_commit, test_finished, test_alloc_failures,
+          test_errors, test_deep_input, test_pop_commit, test_finished, test_lexemes,
+          test_alloc_failures,
           test_public_api, test_matcher_vocab, test_push_cost)
