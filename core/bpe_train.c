@@ -55,28 +55,6 @@ struct tide_bpe_trainer {
   char *mrg; size_t mrg_size; uint32_t *mrg_off;     /* (n_merges + 1) */
 };
 
-/* ---------------------------------------------------------------- PCRE2 */
-
-#define RE_HDR 16
-_Static_assert(_Alignof(max_align_t) <= RE_HDR, "RE_HDR too small");
-
-static void *re_malloc(PCRE2_SIZE size, void *ud) {
-  size_t total = size + RE_HDR;
-  if (total < size) return NULL;
-  unsigned char *p = tidei_alloc(ud, total);
-  if (!p) return NULL;
-  memcpy(p, &total, sizeof total);
-  return p + RE_HDR;
-}
-
-static void re_free(void *ptr, void *ud) {
-  if (!ptr) return;
-  unsigned char *p = (unsigned char *)ptr - RE_HDR;
-  size_t total;
-  memcpy(&total, p, sizeof total);
-  tidei_free(ud, p, total);
-}
-
 /* ---------------------------------------------------------------- params */
 
 tide_bpe_trainer_params tide_bpe_trainer_default_params(void) {
@@ -123,7 +101,7 @@ static int copy_specials(tide_bpe_trainer *tr, const tide_bpe_trainer_params *p)
 }
 
 static int compile_regex(tide_bpe_trainer *tr) {
-  if (!(tr->gctx = pcre2_general_context_create(re_malloc, re_free, tr->env)))
+  if (!(tr->gctx = pcre2_general_context_create(tidei_malloc_sized, tidei_free_sized, tr->env)))
     return tidei_error(tr->env, TIDE_ERR_NOMEM, "out of memory (regex context)");
   pcre2_compile_context *cc = pcre2_compile_context_create(tr->gctx);
   if (!cc) return tidei_error(tr->env, TIDE_ERR_NOMEM, "out of memory (regex context)");

@@ -2,6 +2,7 @@
 ** env.c -- the environment: allocator hook, error messages, threads, cancel.
 ** Layer: core. Every other core object hangs off a tide_env.
 */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,4 +147,24 @@ char *tidei_strdup(tide_env *env, const char *s, size_t len) {
   char *d = tidei_alloc(env, len + 1);
   if (d) { memcpy(d, s, len); d[len] = 0; }
   return d;
+}
+
+#define SIZED_HDR 16
+_Static_assert(_Alignof(max_align_t) <= SIZED_HDR, "SIZED_HDR too small");
+
+void *tidei_malloc_sized(size_t size, void *env) {
+  size_t total = size + SIZED_HDR;
+  if (total < size) return NULL;
+  unsigned char *p = tidei_alloc(env, total);
+  if (!p) return NULL;
+  memcpy(p, &total, sizeof total);
+  return p + SIZED_HDR;
+}
+
+void tidei_free_sized(void *ptr, void *env) {
+  if (!ptr) return;
+  unsigned char *p = (unsigned char *)ptr - SIZED_HDR;
+  size_t total;
+  memcpy(&total, p, sizeof total);
+  tidei_free(env, p, total);
 }

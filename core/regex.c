@@ -280,26 +280,6 @@ static int set_posix(rc *c, cpset *s, const char *name, size_t n, int neg) {
 
 /* ---------------------------------------------------------------- Unicode properties */
 
-#define RE_HDR 16
-_Static_assert(_Alignof(max_align_t) <= RE_HDR, "RE_HDR too small");
-
-static void *pc_malloc(PCRE2_SIZE size, void *ud) {
-  size_t total = size + RE_HDR;
-  if (total < size) return NULL;
-  unsigned char *p = tidei_alloc(ud, total);
-  if (!p) return NULL;
-  memcpy(p, &total, sizeof total);
-  return p + RE_HDR;
-}
-
-static void pc_free(void *ptr, void *ud) {
-  if (!ptr) return;
-  unsigned char *p = (unsigned char *)ptr - RE_HDR;
-  size_t total;
-  memcpy(&total, p, sizeof total);
-  tidei_free(ud, p, total);
-}
-
 /* Every code point but the surrogates, in order, as UTF-8 (built once). */
 static int cp_buffer(rc *c) {
   if (c->cpbuf) return TIDE_OK;
@@ -329,7 +309,7 @@ static const cpset *prop_set(rc *c, const char *name, size_t n, size_t off) {
   for (int i = 0; i < c->n_props; i++)
     if (strlen(c->props[i].name) == n && !memcmp(c->props[i].name, name, n))
       return &c->props[i].set;
-  if (!c->gctx && !(c->gctx = pcre2_general_context_create(pc_malloc, pc_free, c->env))) {
+  if (!c->gctx && !(c->gctx = pcre2_general_context_create(tidei_malloc_sized, tidei_free_sized, c->env))) {
     c->st = TIDE_ERR_NOMEM;
     return NULL;
   }

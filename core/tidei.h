@@ -47,6 +47,11 @@ void *tidei_calloc(tide_env *env, size_t count, size_t size);
 void *tidei_realloc(tide_env *env, void *p, size_t osize, size_t nsize);
 void tidei_free(tide_env *env, void *p, size_t n);
 char *tidei_strdup(tide_env *env, const char *s, size_t len); /* len+1 bytes */
+/* malloc/free-style allocation through the env's hook, for libraries whose
+** free does not pass the size (PCRE2's general contexts): the size rides in
+** a 16-byte header. The argument order is PCRE2's (size, env). */
+void *tidei_malloc_sized(size_t size, void *env);
+void tidei_free_sized(void *p, void *env);
 
 /* Sets the env's message (printf-style) and returns status. */
 int tidei_error(tide_env *env, int status, const char *fmt, ...)

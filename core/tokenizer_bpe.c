@@ -68,26 +68,6 @@ static const struct {
 
 /* PCRE2's allocator hooks: a header keeps the block size that tidei_free
 ** needs. */
-#define RE_HDR 16
-_Static_assert(_Alignof(max_align_t) <= RE_HDR, "RE_HDR too small");
-
-static void *re_malloc(PCRE2_SIZE size, void *ud) {
-  size_t total = size + RE_HDR;
-  if (total < size) return NULL;
-  unsigned char *p = tidei_alloc(ud, total);
-  if (!p) return NULL;
-  memcpy(p, &total, sizeof total);
-  return p + RE_HDR;
-}
-
-static void re_free(void *ptr, void *ud) {
-  if (!ptr) return;
-  unsigned char *p = (unsigned char *)ptr - RE_HDR;
-  size_t total;
-  memcpy(&total, p, sizeof total);
-  tidei_free(ud, p, total);
-}
-
 int tidei_bpe_init(tide_tokenizer *t, const char *pre, size_t pre_len) {
   size_t k = 0, nt = sizeof pre_table / sizeof pre_table[0];
   while (k < nt && !(strlen(pre_table[k].name) == pre_len &&
@@ -99,7 +79,7 @@ int tidei_bpe_init(tide_tokenizer *t, const char *pre, size_t pre_len) {
   t->ignore_merges = pre_table[k].ignore_merges;
   t->add_bos = pre_table[k].add_bos;
   t->add_space_prefix = 0;
-  t->re_gctx = pcre2_general_context_create(re_malloc, re_free, t->env);
+  t->re_gctx = pcre2_general_context_create(tidei_malloc_sized, tidei_free_sized, t->env);
   if (!t->re_gctx) return TIDE_ERR_NOMEM;
   pcre2_compile_context *cc = pcre2_compile_context_create(t->re_gctx);
   if (!cc) return TIDE_ERR_NOMEM;
