@@ -23,7 +23,7 @@ M.MODULE = setmetatable({}, { __name = "tide.recipe.MODULE" })
 
 -- Options every recipe has: { key, type, default, help }.
 local COMMON = {
-  { "model", "string", nil, "GGUF model file (default: $TIDE_MODEL, else build/demo/random-llama.gguf)" },
+  { "model", "string", nil, "GGUF model file (default: $TIDE_MODEL, else models/tide-small.gguf)" },
   { "config", "string", nil, "YAML file of option values (the option names, with underscores)" },
   { "json", "bool", false, "print the result as one JSON object" },
   { "seed", "int", 7, "random seed (same seed, same output)" },
@@ -163,13 +163,12 @@ function M.parse(spec, argv)
   return opts
 end
 
---- The model named by opts (opts.model, $TIDE_MODEL or the demo model).
+--- The model named by opts (opts.model, $TIDE_MODEL or the bundled model).
 function M.load_model(opts)
-  local path = opts.model or os.getenv("TIDE_MODEL") or "build/demo/random-llama.gguf"
+  local path = opts.model or os.getenv("TIDE_MODEL") or "models/tide-small.gguf"
   local f = io.open(path, "rb")
   if not f then
-    error(string.format("cannot open model '%s' (give one with --model PATH; `build/release/demo` makes %s)",
-                        path, "build/demo/random-llama.gguf"), 0)
+    error(string.format("cannot open model '%s' (give one with --model PATH)", path), 0)
   end
   f:close()
   return tide.load(path, { threads = opts.threads, n_ctx = opts.n_ctx })
