@@ -131,7 +131,8 @@ static int m_close(lua_State *L) {
   return 0;
 }
 
-/* m:apply(logits) -> an owned copy of the view with forbidden ids -inf */
+/* m:apply(logits) -> an owned copy of the view with forbidden ids -inf, and
+** the number of allowed ids (0: the constraint cannot continue) */
 static int m_apply(lua_State *L) {
   lt_matcher *b = checkm(L, 1);
   int32_t n;
@@ -144,7 +145,10 @@ static int m_apply(lua_State *L) {
   int32_t n2;
   float *q = (float *)lt_logits_data(L, -1, &n2);
   tide_mask_apply(b->bits, q, n);
-  return 1;
+  lua_Integer c = 0;
+  for (size_t w = 0; w < ((size_t)n + 31) / 32; w++) c += __builtin_popcount(b->bits[w]);
+  lua_pushinteger(L, c);
+  return 2;
 }
 
 /* m:allowed(id) -> boolean (computes the mask; for tests and tools) */

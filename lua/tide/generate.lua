@@ -98,7 +98,12 @@ function M.stepper(session, opts)
         pick = logits:copy()
         opts.processor(pick, session)
       end
-      if matcher then pick = matcher:apply(pick) end
+      if matcher then
+        local n_ok
+        pick, n_ok = matcher:apply(pick)
+        -- an unsatisfiable constraint (nothing allowed, not complete): stop
+        if n_ok == 0 then return finish("dead_end", pending .. detok()) end
+      end
       local id = chain:sample(pick)
       if info.logprobs then info.logprobs[#info.logprobs + 1] = logits:logprob(id) end
       if info.top then

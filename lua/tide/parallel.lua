@@ -43,9 +43,13 @@ function M.sample_n(session, opts)
     for _, i in ipairs(live) do
       local c, kid = cands[i], kids[i]
       local logits = kid:logits()
-      local id = c.chain:sample(c.matcher and c.matcher:apply(logits) or logits)
-      local lp = logits:logprob(id)
-      if model:is_eog(id) then
+      local pick, n_ok = logits, 1
+      if c.matcher then pick, n_ok = c.matcher:apply(logits) end
+      local id = n_ok > 0 and c.chain:sample(pick) or nil
+      local lp = id and logits:logprob(id)
+      if not id then
+        close(c, "dead_end")
+      elseif model:is_eog(id) then
         close(c, "eog")
       else
         if c.matcher then c.matcher:advance(id) end

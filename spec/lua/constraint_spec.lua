@@ -102,3 +102,18 @@ describe_fix("JSON Schema constraints", function()
     assert.is_truthy(tostring(err):find("not", 1, true))
   end)
 end)
+
+describe_fix("unsatisfiable constraints", function()
+  it("stop with stop_reason 'dead_end' instead of failing in the sampler", function()
+    local m <close> = tide.load(FIX .. "/models/gpt2-tiny.gguf", { n_ctx = 64 })
+    local s <close> = m:session { seed = 1 }
+    s:feed("N:")
+    local c = tide.json_schema { type = "integer", minimum = 5, maximum = 4 }
+    local text, info = s:generate { constraint = c, max_tokens = 8 }
+    assert.are.equal("dead_end", info.stop_reason)
+    assert.is_false(info.accepted)
+    assert.are.equal("", text)
+    local _, bo = s:best_of_n { n = 2, max_tokens = 4, constraint = c }
+    for _, cand in ipairs(bo.candidates) do assert.are.equal("dead_end", cand.stop_reason) end
+  end)
+end)
