@@ -105,6 +105,27 @@ void tidei_tok_heap_push(tidei_tok_run *r, tidei_bigram b) {
   h[i] = b;
 }
 
+/* Splits r->buf[0, n) into a linked list of UTF-8 characters (r->sym) and
+** empties the merge heap, sized for the merges to come: the start of both
+** the SentencePiece and the BPE merge loops. */
+int tidei_tok_symbols(tidei_tok_run *r, size_t n, int32_t *n_sym) {
+  int st;
+  if ((st = tidei_tok_grow(r->env, (void **)&r->sym, &r->sym_cap, n, sizeof *r->sym)) ||
+      (st = tidei_tok_grow(r->env, (void **)&r->heap, &r->heap_cap, 3 * n + 1,
+                           sizeof *r->heap)))
+    return st;
+  int32_t ns = 0;
+  for (size_t off = 0; off < n; ns++) {
+    size_t cl = tidei_utf8_len((unsigned char)r->buf[off]);
+    if (cl > n - off) cl = n - off;
+    r->sym[ns] = (tidei_sym){ns - 1, off + cl == n ? -1 : ns + 1, (uint32_t)off, (uint32_t)cl};
+    off += cl;
+  }
+  r->heap_n = 0;
+  *n_sym = ns;
+  return TIDE_OK;
+}
+
 tidei_bigram tidei_tok_heap_pop(tidei_tok_run *r) {
   tidei_bigram *h = r->heap;
   tidei_bigram top = h[0], last = h[--r->heap_n];
@@ -677,18 +698,8 @@ static int spm_fragment(const tide_tokenizer *t, tidei_tok_run *r, const char *s
     if (s[i] == ' ') { memcpy(r->buf + n, "\xe2\x96\x81", 3); n += 3; }
     else r->buf[n++] = s[i];
   }
-  if ((st = tidei_tok_grow(r->env, (void **)&r->sym, &r->sym_cap, n, sizeof *r->sym)) ||
-      (st = tidei_tok_grow(r->env, (void **)&r->heap, &r->heap_cap, 3 * n + 1,
-                           sizeof *r->heap)))
-    return st;
-  int32_t ns = 0;
-  for (size_t off = 0; off < n; ns++) {
-    size_t cl = tidei_utf8_len((unsigned char)r->buf[off]);
-    if (cl > n - off) cl = n - off;
-    r->sym[ns] = (tidei_sym){ns - 1, off + cl == n ? -1 : ns + 1, (uint32_t)off, (uint32_t)cl};
-    off += cl;
-  }
-  r->heap_n = 0;
+  int32_t ns;
+  if ((st = tidei_tok_symbols(r, n, &ns))) return st;
   for (int32_t i = 1; i < ns; i++) spm_try_bigram(t, r, i - 1, i);
   while (r->heap_n) {
     tidei_bigram b = tidei_tok_heap_pop(r);

@@ -109,6 +109,7 @@ int tidei_tok_grow(tide_env *env, void **p, size_t *cap, size_t need,
 void tidei_tok_emit(tidei_tok_run *r, int32_t id);
 void tidei_tok_heap_push(tidei_tok_run *r, tidei_bigram b);
 tidei_bigram tidei_tok_heap_pop(tidei_tok_run *r);
+int tidei_tok_symbols(tidei_tok_run *r, size_t n, int32_t *n_sym);
 size_t tidei_utf8_len(unsigned char lead);
 uint64_t tidei_tok_hash(const char *s, size_t n, uint64_t h);
 #define TIDEI_HASH_SEED 1469598103934665603ull

@@ -269,18 +269,8 @@ static int bpe_word(const tide_tokenizer *t, tidei_tok_run *r, const char *s, si
       return TIDE_OK;
     }
   }
-  if ((st = tidei_tok_grow(r->env, (void **)&r->sym, &r->sym_cap, n, sizeof *r->sym)) ||
-      (st = tidei_tok_grow(r->env, (void **)&r->heap, &r->heap_cap, 3 * n + 1,
-                           sizeof *r->heap)))
-    return st;
-  int32_t ns = 0;
-  for (size_t off = 0; off < n; ns++) {
-    size_t cl = tidei_utf8_len((unsigned char)r->buf[off]);
-    if (cl > n - off) cl = n - off;
-    r->sym[ns] = (tidei_sym){ns - 1, off + cl == n ? -1 : ns + 1, (uint32_t)off, (uint32_t)cl};
-    off += cl;
-  }
-  r->heap_n = 0;
+  int32_t ns;
+  if ((st = tidei_tok_symbols(r, n, &ns))) return st;
   for (int32_t i = 1; i < ns; i++) bpe_try_bigram(t, r, i - 1, i);
   while (r->heap_n) {
     tidei_bigram b = tidei_tok_heap_pop(r);
