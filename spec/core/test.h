@@ -32,6 +32,21 @@ static inline int check_(int ok, const char *what, const char *file, int line) {
   return ok;
 }
 
+/* A counting allocator (tide_alloc_fn): tests check that everything they
+** made is freed by asserting test_live_bytes == 0 afterwards. */
+static long long test_live_bytes __attribute__((unused));
+static inline void *test_count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  (void)ud;
+  if (nsize == 0) {
+    if (p) test_live_bytes -= (long long)osize;
+    free(p);
+    return NULL;
+  }
+  void *q = realloc(p, nsize);
+  if (q) test_live_bytes += (long long)nsize - (long long)(p ? osize : 0);
+  return q;
+}
+
 /* The shared fixtures folder, or NULL (tests then skip with a reason). */
 static inline const char *test_fixtures(void) {
   const char *cands[] = { getenv("TIDE_FIXTURES"), "../shared/fixtures", NULL };

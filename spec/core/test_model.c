@@ -16,23 +16,10 @@ static const char *const MODELS[] = {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Counting allocator: every test checks that it ends with 0 bytes live. */
-static long long live_bytes;
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  (void)ud;
-  if (nsize == 0) {
-    if (p) live_bytes -= (long long)osize;
-    free(p);
-    return NULL;
-  }
-  void *q = realloc(p, nsize);
-  if (q) live_bytes += (long long)nsize - (long long)(p ? osize : 0);
-  return q;
-}
 
 static tide_env *new_env(void) {
   tide_env *env = NULL;
-  tide_env_new(&env, count_alloc, NULL);
+  tide_env_new(&env, test_count_alloc, NULL);
   return env;
 }
 
@@ -163,7 +150,7 @@ static void test_fixture_logits_f16(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
     free(ref);
   }
 }
@@ -196,7 +183,7 @@ static void test_fixture_logits_f32(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
     free(ref);
   }
 }
@@ -230,7 +217,7 @@ static void test_fixture_greedy(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -377,7 +364,7 @@ static void test_cached_equals_recompute(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -426,7 +413,7 @@ static void test_batch_equals_separate(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -486,7 +473,7 @@ static void test_fork(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -527,7 +514,7 @@ static void test_truncate_refeed(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -571,7 +558,7 @@ static void test_decode_errors(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* Threads split attention by (row, head) and matmuls by output rows: the
@@ -600,7 +587,7 @@ static void test_threads(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -645,14 +632,14 @@ static void test_cancel(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* Allocator failing the fail_at-th allocation (counting from 1). */
 static long alloc_count, fail_at;
 static void *failing_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   if (nsize > 0 && ++alloc_count == fail_at) return NULL;
-  return count_alloc(ud, p, osize, nsize);
+  return test_count_alloc(ud, p, osize, nsize);
 }
 
 /* Out of memory at every allocation of load, ctx_new and decode: a clean
@@ -667,7 +654,7 @@ static void test_out_of_memory(void) {
     for (fail_at = 1; !done && fail_at < 100000; fail_at++) {
       tide_env *env = NULL;
       alloc_count = 0;
-      if (tide_env_new(&env, failing_alloc, NULL) != TIDE_OK) { CHECK(live_bytes == 0); continue; }
+      if (tide_env_new(&env, failing_alloc, NULL) != TIDE_OK) { CHECK(test_live_bytes == 0); continue; }
       tide_model *m = (tide_model *)1;
       tide_ctx *c = (tide_ctx *)1;
       int32_t s = -1, tok = 3;
@@ -687,8 +674,8 @@ static void test_out_of_memory(void) {
       if (!st) done = 1;
       tide_model_free(m == (tide_model *)1 ? NULL : m);
       tide_env_free(env);
-      if (live_bytes != 0) bad++;
-      live_bytes = 0;
+      if (test_live_bytes != 0) bad++;
+      test_live_bytes = 0;
     }
     printf("  %-20s load + ctx + decode succeed from allocation %ld on\n", names[mi], fail_at - 1);
     CHECK(done);
@@ -740,7 +727,7 @@ static void test_info(void) {
   /* the model outlives the env handle and a context outlives the model handle */
   tide_env_free(env);
   tide_model_free(m);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
   env = new_env();
   m = load(env, "gpt2-tiny");
   tide_ctx *c = m ? new_ctx(m, TIDE_F16, 2) : NULL;
@@ -749,7 +736,7 @@ static void test_info(void) {
   int32_t s = -1, tok = 464;
   if (c) CHECK(tide_seq_new(c, &s) == TIDE_OK && feed(c, s, &tok, 1, 1) == TIDE_OK);
   tide_ctx_free(c);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
   tide_model_free(NULL);
   tide_ctx_free(NULL);
 }
@@ -850,7 +837,7 @@ static void test_bad_tensors(void) {
          tide_env_errmsg(env));
   remove(path);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* Removes the requantized copy the cache tests wrote. */

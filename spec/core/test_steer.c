@@ -14,22 +14,10 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static long long live_bytes;
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  (void)ud;
-  if (nsize == 0) {
-    if (p) live_bytes -= (long long)osize;
-    free(p);
-    return NULL;
-  }
-  void *q = realloc(p, nsize);
-  if (q) live_bytes += (long long)nsize - (long long)(p ? osize : 0);
-  return q;
-}
 
 static tide_env *new_env(void) {
   tide_env *env = NULL;
-  tide_env_new(&env, count_alloc, NULL);
+  tide_env_new(&env, test_count_alloc, NULL);
   return env;
 }
 
@@ -125,7 +113,7 @@ static void test_eps_zero_bitwise(void) {
     tide_ctx_free(c);
     tide_model_free(m);
     tide_env_free(env);
-    CHECK(live_bytes == 0);
+    CHECK(test_live_bytes == 0);
   }
 }
 
@@ -196,7 +184,7 @@ done:
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* Two steers (eps a, b) equal one steer of rank ra + rb holding [a P1A, b P1B]
@@ -239,7 +227,7 @@ static void test_compose(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* Forks inherit the parent's set; two forks steered differently in one batch
@@ -301,7 +289,7 @@ static void test_forks_batch(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* The input-embedding steer: layer 0's capture is e + eps (e . P2) P1^T. */
@@ -341,7 +329,7 @@ static void test_input_steer(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* ---------------------------------------------------------------- files, SVD */
@@ -402,7 +390,7 @@ static void test_steer_files(void) {
 out:
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* The SVD rebuilds W = P1 P2^T; sigma descends; rows are unit; a rank-1
@@ -446,7 +434,7 @@ static void test_svd(void) {
   CHECK(tide_steer_new(env, d, 3, p1, p2, 0, &s) == TIDE_ERR_ARG && s == NULL);
   CHECK(tide_steer_new(env, d, d + 1, p1, p2, 0, &s) == TIDE_ERR_ARG);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* ---------------------------------------------------------------- control vectors */
@@ -531,7 +519,7 @@ static void test_cvec(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 /* Capture with the last layer keeps every row; the rows that want logits
@@ -562,7 +550,7 @@ static void test_capture_keep_all(void) {
   tide_ctx_free(c);
   tide_model_free(m);
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 TEST_MAIN(test_eps_zero_bitwise, test_formula, test_compose, test_forks_batch, test_input_steer,
