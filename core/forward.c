@@ -82,6 +82,7 @@ static size_t matmul_scratch(const tide_model *m, int64_t n_batch) {
 
 static void ctx_destroy(tide_ctx *c) {
   tidei_steer_release(c);
+  tidei_inject_release(c);
   scratch_spec s[16];
   int n = scratch_specs(c, s);
   for (int i = 0; i < n; i++)
@@ -467,8 +468,17 @@ static int32_t layer(tide_ctx *c, const tide_batch_row *rows, int32_t il, int32_
   return na;
 }
 
+static int decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n);
+
+/* Every return empties the injection queue: injections are for one decode. */
 int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
   if (!ctx) return TIDE_ERR_ARG;
+  int st = decode(ctx, rows, n);
+  tidei_inject_clear(ctx);
+  return st;
+}
+
+static int decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
   const tide_model *m = ctx->m;
   tide_env *env = ctx->env;
   ctx->n_logits = 0;
@@ -479,18 +489,21 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
     if (rows[i].token < 0 || rows[i].token >= m->n_vocab)
       return tidei_error(env, TIDE_ERR_ARG, "row %d: token %d out of range [0, %d)",
                          (int)i, (int)rows[i].token, (int)m->n_vocab);
-  int st = tidei_kv_begin(&ctx->kv, rows, n);
+  int st = tidei_inject_check(ctx, n);
+  if (st) return st;
+  st = tidei_kv_begin(&ctx->kv, rows, n);
   if (st) return st;
   int32_t n_out = 0;
   for (int32_t i = 0; i < n; i++)
     if (rows[i].logits) ctx->out_rows[n_out++] = i;
 
   /* steer and capture hooks (steer.c) return at once when nothing is set */
-  int keep_all = tidei_capture_keep_all(ctx);
+  int keep_all = tidei_capture_keep_all(ctx) || tidei_inject_keep_all(ctx);
   int32_t n_live = n;  /* rows of x the blocks computed */
   embed(ctx, rows, n);
   tidei_steer_apply(ctx, TIDE_STEER_INPUT, rows, n);
   add_positions(ctx, rows, n);
+  tidei_inject_rows(ctx, 0, n);
   tidei_capture_rows(ctx, 0, n);
   for (int32_t il = 0; il < m->n_layer; il++) {
     if (tidei_cancelled(env)) {
@@ -499,6 +512,7 @@ int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
     }
     n_live = layer(ctx, rows, il, n, n_out, il == m->n_layer - 1 && !keep_all);
     tidei_cvec_add(ctx, il, n_live);
+    tidei_inject_rows(ctx, il + 1, n_live);
     tidei_capture_rows(ctx, il + 1, n_live);
   }
   /* final norm, output steers and output projection of the rows that want logits */

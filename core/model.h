@@ -107,6 +107,7 @@ struct tide_ctx {
   float *cvec;              /* (n_layer, n_embd) control vector, or NULL */
   int32_t cvec_start, cvec_end; /* blocks il_start..il_end get row il */
   struct tidei_capture *cap; /* hidden-state capture, or NULL */
+  struct tidei_inject *inj; /* injections for the next decode, or NULL */
 
   /* what the attention task reads (set per layer by tide_decode) */
   const tide_batch_row *rows;

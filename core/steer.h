@@ -55,6 +55,14 @@ typedef struct tidei_capture {
 /* Hooks of tide_decode; each returns at once when its feature is off.
 ** Steers: TIDE_STEER_INPUT on x (n rows: the batch rows), TIDE_STEER_OUTPUT
 ** on xb (n rows: the batch rows out_rows[0..n)). */
+/* Hidden-state injections queued for the next decode (inject.c). */
+typedef struct tidei_inject {
+  int32_t n, cap;           /* queued, allocated */
+  int32_t *layer, *row;     /* (cap) */
+  int *mode;                /* (cap) TIDE_INJECT_REPLACE or TIDE_INJECT_ADD */
+  float *h;                 /* (cap, n_embd) */
+} tidei_inject;
+
 void tidei_steer_apply(tide_ctx *ctx, int where, const tide_batch_row *rows, int32_t n);
 /* x (n rows) += control vector row il, when il is in range. */
 void tidei_cvec_add(tide_ctx *ctx, int32_t il, int32_t n);
@@ -66,6 +74,16 @@ int tidei_capture_keep_all(const tide_ctx *ctx);
 /* Sequence events (kv.c): a fork copies the parent's set; new and free
 ** make the slot follow the default again. */
 void tidei_steer_seq_fork(tide_ctx *ctx, int32_t parent, int32_t child);
+/* Injections (inject.c): check the queue against a decode of n rows
+** (TIDE_ERR_ARG for a row >= n; the queue is cleared then); whether one is
+** at layer n_layer (the last block must keep every row); apply those at
+** layer to rows [0, n) of x; clear the queue after a decode. */
+int tidei_inject_check(tide_ctx *ctx, int32_t n);
+int tidei_inject_keep_all(const tide_ctx *ctx);
+void tidei_inject_rows(tide_ctx *ctx, int32_t layer, int32_t n);
+void tidei_inject_clear(tide_ctx *ctx);
+void tidei_inject_release(tide_ctx *ctx);
+
 void tidei_steer_seq_reset(tide_ctx *ctx, int32_t seq);
 
 /* Frees everything above (ctx_destroy). */

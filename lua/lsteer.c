@@ -2,7 +2,7 @@
 ** lsteer.c -- tide.Steer (LM-Steer objects), tide.Vector (a float vector
 ** for hidden states and directions), and the steering / introspection
 ** methods of tide.Context: set_steers, reset_steers, set_cvec, capture,
-** hidden, project, lens. Layer: binding.
+** hidden, project, lens, inject. Layer: binding.
 */
 #include <math.h>
 #include <string.h>
@@ -435,6 +435,29 @@ static int c_project(lua_State *L) {
   return 1;
 }
 
+/* ctx:inject(layer, row, vector [, "replace" | "add"]) queues, for the next
+** decode, a change of batch row `row` (1-based) at layer; ctx:inject(nil)
+** drops the queue */
+static int c_inject(lua_State *L) {
+  tide_ctx *ctx = lt_checkctx(L, 1, NULL);
+  if (lua_isnoneornil(L, 2)) {
+    tide_ctx_clear_injections(ctx);
+    return 0;
+  }
+  lua_Integer layer = luaL_checkinteger(L, 2), row = luaL_checkinteger(L, 3);
+  lt_vector *v = checkvector(L, 4);
+  static const char *const modes[] = { "replace", "add", NULL };
+  int mode = luaL_checkoption(L, 5, "replace", modes);
+  int32_t e = model_dim(L, 1, 0);
+  if (v->n != e) return luaL_error(L, "inject: vector of %d, the model's n_embd is %d", (int)v->n, (int)e);
+  if (layer < 0 || layer > INT32_MAX || row < 1 || row > INT32_MAX)
+    return luaL_error(L, "inject: layer %d or row %d out of range", (int)layer, (int)row);
+  int st = tide_ctx_inject(ctx, (int32_t)layer, (int32_t)row - 1, v->v,
+                           mode ? TIDE_INJECT_ADD : TIDE_INJECT_REPLACE);
+  if (st) return lt_fail(L, st);
+  return 0;
+}
+
 /* ctx:final_norm(vector) -> the vector after the model's final norm */
 static int c_final_norm(lua_State *L) {
   tide_ctx *ctx = lt_checkctx(L, 1, NULL);
@@ -484,7 +507,8 @@ static int c_lens(lua_State *L) {
 static const luaL_Reg ctx_methods[] = {
   { "set_steers", c_set_steers }, { "reset_steers", c_reset_steers }, { "n_steers", c_n_steers },
   { "set_cvec", c_set_cvec }, { "capture", c_capture }, { "hidden", c_hidden },
-  { "project", c_project }, { "final_norm", c_final_norm }, { "lens", c_lens }, { NULL, NULL }
+  { "project", c_project }, { "final_norm", c_final_norm }, { "lens", c_lens },
+  { "inject", c_inject }, { NULL, NULL }
 };
 
 /* ---------------------------------------------------------------- control vector files */

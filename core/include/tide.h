@@ -867,6 +867,29 @@ int tide_ctx_project(tide_ctx *ctx, const float *h, int32_t n, int norm, float *
 ** the hidden state c that output steers and the output matrix read. */
 int tide_ctx_final_norm(tide_ctx *ctx, const float *h, int32_t n, float *out);
 
+/* Hidden-state injection (the write half of the hooks; SelfIE builds on it).
+** Queues, for the next tide_decode only, a change of batch row `row`'s
+** vector at layer (0..n_layer, numbered as for capture): REPLACE sets it
+** to h, ADD adds h. Applied where that layer is read, before a capture of
+** it (which then sees the injected vector), so at layer l < n_layer it
+** changes block l's input, the K/V that block and the later ones store
+** for the row, and everything downstream; at layer n_layer it changes
+** what the final norm reads (the last block then keeps every row, as for
+** capture). Injections at the same (layer, row) apply in queue order. h
+** (n_embd floats) is copied; the queue grows here (may allocate), decodes
+** allocate nothing. The next decode empties the queue, whether it succeeds
+** or not; it fails with TIDE_ERR_ARG, computing nothing, when a queued row
+** is >= its row count. TIDE_ERR_ARG here for a bad layer, mode, a negative
+** row or row >= n_batch, a non-finite h, or more than TIDE_INJECT_MAX
+** queued. */
+enum { TIDE_INJECT_REPLACE = 0, TIDE_INJECT_ADD = 1 };
+#define TIDE_INJECT_MAX 1024
+
+int tide_ctx_inject(tide_ctx *ctx, int32_t layer, int32_t row, const float *h, int mode);
+
+/* Drops every queued injection. */
+void tide_ctx_clear_injections(tide_ctx *ctx);
+
 /* ---------------------------------------------------------------- training (steer) */
 
 /* Changes the eps a frozen trainer with a steer uses from the next step on

@@ -39,6 +39,7 @@ tide.chat = require "tide.chat"
 -- steering and introspection (docs/steering.md)
 tide.steer = require "tide.steer"
 tide.lens = tide.steer.lens
+tide.selfie = require "tide.selfie"
 tide.vector = core.vector
 
 return tide
