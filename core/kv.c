@@ -262,6 +262,23 @@ void tidei_kv_rollback(tidei_kv *kv, const tide_batch_row *rows, int32_t n) {
   }
 }
 
+int tidei_kv_seq_grow(tidei_kv *kv, int32_t seq, int32_t n) {
+  int st = check_live(kv, seq);
+  if (st) return st;
+  int32_t len0 = kv->len[seq];
+  tide_batch_row rows[B];
+  for (int32_t done = 0; done < n;) { /* a block's worth of rows at a time */
+    int32_t m = n - done < B ? n - done : B;
+    for (int32_t i = 0; i < m; i++) rows[i] = (tide_batch_row){ seq, kv->len[seq] + i, 0, 0 };
+    if ((st = tidei_kv_begin(kv, rows, m))) {
+      tidei_kv_seq_truncate(kv, seq, len0);
+      return st;
+    }
+    done += m;
+  }
+  return TIDE_OK;
+}
+
 /* ---------------------------------------------------------------- public */
 
 /* Sequence slots carry their steers (steer.c): new ones follow the context

@@ -58,6 +58,12 @@ int tidei_kv_seq_free(tidei_kv *kv, int32_t seq);
 int32_t tidei_kv_seq_len(const tidei_kv *kv, int32_t seq);
 int32_t tidei_kv_free_cells(const tidei_kv *kv);
 
+/* Takes cache rows for positions len .. len+n-1 of seq (copying a shared
+** last block first) and advances its length, as a decode of n rows would;
+** the caller writes the rows (tidei_kv_row). On failure nothing changed.
+** Used by tide_seq_set_prefix. */
+int tidei_kv_seq_grow(tidei_kv *kv, int32_t seq, int32_t n);
+
 /* Prepares a batch: checks every row (live sequence, pos == next position of
 ** its sequence counting earlier rows, pos < n_ctx) and that enough blocks are
 ** free, then copies shared partially-filled last blocks (copy-on-write),

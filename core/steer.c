@@ -26,6 +26,7 @@ static void steer_destroy(tide_steer *s) {
   float **ps[] = { &s->p1, &s->p2, &s->p1t, &s->p2t };
   for (int i = 0; i < 4; i++)
     if (*ps[i]) tidei_free(env, *ps[i], bytes);
+  tide_steer_set_source(s, NULL);
   tidei_free(env, s, sizeof *s);
   tidei_env_unref(env);
 }
@@ -89,6 +90,47 @@ static int steer_tensor(tide_env *env, const tide_gguf *g, const char *name,
   return TIDE_OK;
 }
 
+/* An optional string key of g into buf (cut at cap - 1 bytes); NULL if absent. */
+static int opt_str(tide_env *env, const tide_gguf *g, const char *key, char *buf, size_t cap,
+                   const char **out) {
+  const char *s;
+  size_t len;
+  *out = NULL;
+  if (tide_gguf_find(g, key) < 0) return TIDE_OK;
+  if (tide_gguf_get_str(g, key, &s, &len))
+    return tidei_error(env, TIDE_ERR_FORMAT, "steer file: key '%s' is not a string", key);
+  if (len > cap - 1) len = cap - 1;
+  memcpy(buf, s, len);
+  buf[len] = 0;
+  *out = buf;
+  return TIDE_OK;
+}
+
+/* tide.extras.base_name, .base_hash (16 hex digits), .data; each optional. */
+static int source_from(tide_env *env, const tide_gguf *g, tide_steer_source *src, char *bn,
+                       size_t nbn, char *dt, size_t ndt) {
+  char hex[32];
+  const char *h;
+  memset(src, 0, sizeof *src);
+  int st = opt_str(env, g, "tide.extras.base_name", bn, nbn, &src->base_name);
+  if (!st) st = opt_str(env, g, "tide.extras.data", dt, ndt, &src->data);
+  if (!st) st = opt_str(env, g, "tide.extras.base_hash", hex, sizeof hex, &h);
+  if (st || !h) return st;
+  uint64_t v = 0;
+  int i = 0;
+  for (; h[i] && i < 16; i++) {
+    int c = h[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) break;
+    v = v << 4 | (uint64_t)d;
+  }
+  if (i != 16 || h[16])
+    return tidei_error(env, TIDE_ERR_FORMAT, "steer file: key 'tide.extras.base_hash' is "
+                       "'%s', expected 16 lowercase hex digits", h);
+  src->has_base_hash = 1;
+  src->base_hash = v;
+  return TIDE_OK;
+}
+
 static int steer_from(tide_env *env, const tide_gguf *g, tide_steer **out) {
   const char *arch;
   size_t alen;
@@ -113,8 +155,15 @@ static int steer_from(tide_env *env, const tide_gguf *g, tide_steer **out) {
     return tidei_error(env, TIDE_ERR_FORMAT, "steer file: 'steer.p1' is [%lld, %lld], "
                        "expected [rank, n_embd] with rank <= n_embd", (long long)a.ne[0],
                        (long long)a.ne[1]);
-  return tide_steer_new(env, (int32_t)a.ne[1], (int32_t)a.ne[0], a.data, b.data, (float)eps0,
-                        out);
+  tide_steer_source src;
+  char bn[256], dt[4096];
+  if ((st = source_from(env, g, &src, bn, sizeof bn, dt, sizeof dt))) return st;
+  st = tide_steer_new(env, (int32_t)a.ne[1], (int32_t)a.ne[0], a.data, b.data, (float)eps0, out);
+  if (!st && (st = tide_steer_set_source(*out, &src))) {
+    tide_steer_free(*out);
+    *out = NULL;
+  }
+  return st;
 }
 
 int tide_steer_load(tide_env *env, const char *path, tide_steer **out) {
@@ -144,6 +193,14 @@ int tide_steer_save(const tide_steer *s, const char *path, const char *name) {
   if (!st) st = tide_gguf_writer_set_int(w, "tide.extras.steer_rank", TIDE_GGUF_UINT32, s->rank);
   if (!st) st = tide_gguf_writer_set_int(w, "tide.extras.n_prefix", TIDE_GGUF_UINT32, 0);
   if (!st) st = tide_gguf_writer_set_float(w, "tide.extras.steer_eps", TIDE_GGUF_FLOAT32, s->eps0);
+  if (!st && s->base_name)
+    st = tide_gguf_writer_set_str(w, "tide.extras.base_name", s->base_name, strlen(s->base_name));
+  if (!st && s->has_base_hash) {
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)s->base_hash);
+    st = tide_gguf_writer_set_str(w, "tide.extras.base_hash", hex, 16);
+  }
+  if (!st && s->data) st = tide_gguf_writer_set_str(w, "tide.extras.data", s->data, strlen(s->data));
   if (!st) st = tide_gguf_writer_add_tensor(w, "steer.p1", TIDE_F32, 2, ne, s->p1);
   if (!st) st = tide_gguf_writer_add_tensor(w, "steer.p2", TIDE_F32, 2, ne, s->p2);
   if (!st) st = tide_gguf_writer_write(w, path, 3);
@@ -157,6 +214,40 @@ void tide_steer_get_info(const tide_steer *s, tide_steer_info *out) {
   out->eps0 = s->eps0;
   out->p1 = s->p1;
   out->p2 = s->p2;
+}
+
+static char *dup_str(tide_env *env, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = tidei_alloc(env, n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static void free_str(tide_env *env, char *s) {
+  if (s) tidei_free(env, s, strlen(s) + 1);
+}
+
+void tide_steer_get_source(const tide_steer *s, tide_steer_source *out) {
+  out->base_name = s->base_name;
+  out->data = s->data;
+  out->has_base_hash = s->has_base_hash;
+  out->base_hash = s->base_hash;
+}
+
+int tide_steer_set_source(tide_steer *s, const tide_steer_source *src) {
+  if (!s) return TIDE_ERR_ARG;
+  char *bn = NULL, *dt = NULL;
+  if (src && src->base_name && !(bn = dup_str(s->env, src->base_name))) return TIDE_ERR_NOMEM;
+  if (src && src->data && !(dt = dup_str(s->env, src->data))) {
+    free_str(s->env, bn);
+    return TIDE_ERR_NOMEM;
+  }
+  free_str(s->env, s->base_name);
+  free_str(s->env, s->data);
+  s->base_name = bn, s->data = dt;
+  s->has_base_hash = src && src->has_base_hash;
+  s->base_hash = s->has_base_hash ? src->base_hash : 0;
+  return TIDE_OK;
 }
 
 /* ---------------------------------------------------------------- SVD */

@@ -23,6 +23,9 @@ struct tide_steer {
   float *p2;                /* (n_embd, rank) */
   float *p1t, *p2t;         /* (rank, n_embd) transposes: both skinny products
                                become row axpys */
+  char *base_name, *data;   /* provenance (tide_steer_source), NUL-terminated, or NULL */
+  int has_base_hash;
+  uint64_t base_hash;
 };
 
 /* The steers of one sequence (or the context default). */
@@ -52,9 +55,6 @@ typedef struct tidei_capture {
   int keep_all;             /* layer n_layer is captured: no row is dropped */
 } tidei_capture;
 
-/* Hooks of tide_decode; each returns at once when its feature is off.
-** Steers: TIDE_STEER_INPUT on x (n rows: the batch rows), TIDE_STEER_OUTPUT
-** on xb (n rows: the batch rows out_rows[0..n)). */
 /* Hidden-state injections queued for the next decode (inject.c). */
 typedef struct tidei_inject {
   int32_t n, cap;           /* queued, allocated */
@@ -63,6 +63,9 @@ typedef struct tidei_inject {
   float *h;                 /* (cap, n_embd) */
 } tidei_inject;
 
+/* Hooks of tide_decode; each returns at once when its feature is off.
+** Steers: TIDE_STEER_INPUT on x (n rows: the batch rows), TIDE_STEER_OUTPUT
+** on xb (n rows: the batch rows out_rows[0..n)). */
 void tidei_steer_apply(tide_ctx *ctx, int where, const tide_batch_row *rows, int32_t n);
 /* x (n rows) += control vector row il, when il is in range. */
 void tidei_cvec_add(tide_ctx *ctx, int32_t il, int32_t n);
@@ -71,9 +74,6 @@ void tidei_capture_rows(tide_ctx *ctx, int32_t layer, int32_t n);
 /* Nonzero when the last block must keep every row (layer n_layer captured). */
 int tidei_capture_keep_all(const tide_ctx *ctx);
 
-/* Sequence events (kv.c): a fork copies the parent's set; new and free
-** make the slot follow the default again. */
-void tidei_steer_seq_fork(tide_ctx *ctx, int32_t parent, int32_t child);
 /* Injections (inject.c): check the queue against a decode of n rows
 ** (TIDE_ERR_ARG for a row >= n; the queue is cleared then); whether one is
 ** at layer n_layer (the last block must keep every row); apply those at
@@ -84,7 +84,17 @@ void tidei_inject_rows(tide_ctx *ctx, int32_t layer, int32_t n);
 void tidei_inject_clear(tide_ctx *ctx);
 void tidei_inject_release(tide_ctx *ctx);
 
+/* Sequence events (kv.c): a fork copies the parent's set; new and free
+** make the slot follow the default again. */
+void tidei_steer_seq_fork(tide_ctx *ctx, int32_t parent, int32_t child);
 void tidei_steer_seq_reset(tide_ctx *ctx, int32_t seq);
+
+/* steer_transfer.c: the shared tokens of two vocabularies (equal bytes,
+** control/unknown/unused skipped, lowest id per string), in increasing id
+** of a: ids_a[i] and ids_b[i] (allocated, n_shared each, freed by the caller
+** with tidei_free; NULL when n is 0). */
+int tidei_shared_tokens(tide_env *env, const tide_tokenizer *a, const tide_tokenizer *b,
+                        int32_t **ids_a, int32_t **ids_b, int32_t *n);
 
 /* Frees everything above (ctx_destroy). */
 void tidei_steer_release(tide_ctx *ctx);

@@ -1,8 +1,9 @@
 /*
 ** train.c -- the trainer: a llama model in F32 with gradients and AdamW
 ** moments (or a frozen model with trainable extras: an LM-Steer pair, a
-** prefix), the training forward pass that keeps its activations, the
-** backward pass, clipping, the warm-up + cosine schedule and AdamW.
+** prefix of embeddings, a per-layer KV prefix), the training forward pass
+** that keeps its activations, the backward pass, clipping, the warm-up +
+** cosine schedule and AdamW.
 ** Layer: core. Checkpoints are in train_io.c, the kernels in train_ops.c.
 **
 ** Per block, forward (as forward.c):  xn1 = norm(x); q, k, v = xn1 W^T;
@@ -74,13 +75,14 @@ typedef struct { void **p; size_t size; } tbuf;
 static int buffer_specs(tide_trainer *tr, tbuf *s) {
   size_t f = sizeof(float), Nm = (size_t)tr->n_rows, e = (size_t)tr->n_embd;
   size_t Sm = (size_t)(tr->n_prefix + tr->n_ctx), hd = (size_t)tr->head_dim;
+  size_t Pk = (size_t)tr->n_kv_prefix, Cm = Pk + Sm; /* attention columns */
   size_t qd = (size_t)tr->n_head * hd, kvd = (size_t)tr->n_kv_head * hd;
   size_t ff = (size_t)tr->n_ff, L = tr->save_layers ? (size_t)tr->n_layer : 1;
   size_t nx = tr->save_layers ? (size_t)tr->n_layer + 1 : 2, r = (size_t)tr->steer_rank;
   size_t V = (size_t)tr->n_vocab;
   int n = 0;
 #define B_(ptr, bytes) (s[n++] = (tbuf){ (void **)&tr->ptr, (bytes) })
-  B_(rope_cs, Sm * hd * f);
+  B_(rope_cs, Cm * hd * f);
   B_(target, Nm * sizeof(int32_t));
   B_(tok, Nm * sizeof(int32_t));
   B_(xs, nx * Nm * e * f);
@@ -91,8 +93,8 @@ static int buffer_specs(tide_trainer *tr, tbuf *s) {
   B_(q, L * Nm * qd * f);
   B_(k, L * Nm * kvd * f);
   B_(v, L * Nm * kvd * f);
-  B_(att, L * (size_t)tr->p.n_batch * (size_t)tr->n_head * Sm * Sm * f);
-  B_(datt, (size_t)tr->p.n_batch * (size_t)tr->n_head * Sm * Sm * f);
+  B_(att, L * (size_t)tr->p.n_batch * (size_t)tr->n_head * Sm * Cm * f);
+  B_(datt, (size_t)tr->p.n_batch * (size_t)tr->n_head * Sm * Cm * f);
   B_(ao, L * Nm * qd * f);
   B_(xm, L * Nm * e * f);
   B_(fa, L * Nm * ff * f);
@@ -113,6 +115,8 @@ static int buffer_specs(tide_trainer *tr, tbuf *s) {
   B_(da, Nm * ff * f);
   B_(du, Nm * ff * f);
   B_(dsu, Nm * r * f);
+  B_(dkp, (size_t)tr->p.n_batch * Pk * kvd * f);
+  B_(dvp, (size_t)tr->p.n_batch * Pk * kvd * f);
   B_(part, TIDEI_MAX_THREADS * sizeof(double));
 #undef B_
   return n;
@@ -176,9 +180,10 @@ static int check_shape(tide_trainer *tr) {
                        "or head_dim %d is odd", (int)tr->n_head, (int)tr->n_kv_head,
                        (int)tr->head_dim);
   if (tr->n_prefix < 0 || tr->n_prefix > (1 << 12) || tr->steer_rank < 0
-      || tr->steer_rank > tr->n_embd)
-    return tidei_error(env, TIDE_ERR_ARG, "trainer: n_prefix %d or steer_rank %d out of range",
-                       (int)tr->n_prefix, (int)tr->steer_rank);
+      || tr->steer_rank > tr->n_embd || tr->n_kv_prefix < 0 || tr->n_kv_prefix > (1 << 12))
+    return tidei_error(env, TIDE_ERR_ARG, "trainer: n_prefix %d, n_kv_prefix %d or steer_rank %d "
+                       "out of range", (int)tr->n_prefix, (int)tr->n_kv_prefix,
+                       (int)tr->steer_rank);
   tr->n_rows = (int64_t)tr->p.n_batch * (tr->n_prefix + tr->n_ctx);
   if (tr->n_rows > (1 << 24))
     return tidei_error(env, TIDE_ERR_ARG, "trainer: n_batch * n_ctx = %lld rows is too many",
@@ -203,6 +208,7 @@ static void add_tensor(tide_trainer *tr, const char *name, int64_t n_in, int64_t
 /* The table of trainable tensors, in GGUF file order. */
 static int build_tensors(tide_trainer *tr) {
   int n = tr->frozen ? (tr->steer_rank ? 2 : 0) + (tr->n_prefix ? 1 : 0)
+                         + (tr->n_kv_prefix ? 2 * tr->n_layer : 0)
                      : 2 + 9 * tr->n_layer + (tr->tied ? 0 : 1);
   tr->tensors = tidei_calloc(tr->env, (size_t)n, sizeof(tidei_tparam));
   if (!tr->tensors) return TIDE_ERR_NOMEM;
@@ -214,6 +220,13 @@ static int build_tensors(tide_trainer *tr) {
       add_tensor(tr, "steer.p2", tr->steer_rank, e, 1);
     }
     if (tr->n_prefix) add_tensor(tr, "prefix.embd", e, tr->n_prefix, 0);
+    for (int il = 0; tr->n_kv_prefix && il < tr->n_layer; il++) {
+      char b[48];
+      snprintf(b, sizeof b, "prefix.k.%d", il);
+      add_tensor(tr, b, kvd, tr->n_kv_prefix, 0);
+      snprintf(b, sizeof b, "prefix.v.%d", il);
+      add_tensor(tr, b, kvd, tr->n_kv_prefix, 0);
+    }
     return TIDE_OK;
   }
   add_tensor(tr, "token_embd.weight", e, tr->n_vocab, 1);
@@ -245,7 +258,8 @@ static void set_views(tide_trainer *tr) {
       float *w = tr->w + t[i].off, *g = tr->g + t[i].off;
       if (!strcmp(t[i].name, "steer.p1")) tr->p1 = w, tr->g_p1 = g;
       else if (!strcmp(t[i].name, "steer.p2")) tr->p2 = w, tr->g_p2 = g;
-      else tr->prefix = w, tr->g_prefix = g;
+      else if (!strcmp(t[i].name, "prefix.embd")) tr->prefix = w, tr->g_prefix = g;
+      else if (!tr->kvp) tr->kvp = w, tr->g_kvp = g; /* prefix.k.0, the first of the KV prefix */
     }
     return;
   }
@@ -284,7 +298,7 @@ static void fill_normal(float *x, int64_t n, double std, uint64_t *s) {
 }
 
 /* Seeded init: matrices N(0, std), residual outputs std / sqrt(2 n_layer),
-** norms 1; frozen extras: steer P1 N(0, std), P2 0, prefix N(0, std). */
+** norms 1; frozen extras: steer P1 N(0, std), P2 0, prefixes N(0, std). */
 static void init_weights(tide_trainer *tr) {
   uint64_t s = tr->p.seed;
   double std = tr->p.init_std, res = std / sqrt(2.0 * tr->n_layer);
@@ -323,7 +337,8 @@ static int trainer_alloc(tide_trainer *tr) {
   int n = buffer_specs(tr, s);
   for (int i = 0; i < n; i++)
     if (s[i].size && !(*s[i].p = tidei_alloc(env, s[i].size))) return TIDE_ERR_NOMEM;
-  tidei_train_rope_table(tr->rope_cs, tr->n_prefix + tr->n_ctx, tr->head_dim, tr->rope_base);
+  tidei_train_rope_table(tr->rope_cs, tr->n_kv_prefix + tr->n_prefix + tr->n_ctx, tr->head_dim,
+                         tr->rope_base);
   return TIDE_OK;
 }
 
@@ -488,9 +503,10 @@ int tide_trainer_new_frozen(tide_model *m, const tide_trainer_params *p,
   if (!m) return TIDE_ERR_ARG;
   tide_env *env = m->env;
   if (!out || !fp) return tidei_error(env, TIDE_ERR_ARG, "trainer_new_frozen: out or fp is NULL");
-  if (fp->steer_rank <= 0 && fp->n_prefix <= 0)
+  if (fp->steer_rank <= 0 && fp->n_prefix <= 0 && fp->n_kv_prefix <= 0)
     return tidei_error(env, TIDE_ERR_ARG, "trainer_new_frozen: nothing to train "
-                       "(steer_rank %d, n_prefix %d)", (int)fp->steer_rank, (int)fp->n_prefix);
+                       "(steer_rank %d, n_prefix %d, n_kv_prefix %d)", (int)fp->steer_rank,
+                       (int)fp->n_prefix, (int)fp->n_kv_prefix);
   if (fp->steer_rank > 0 && !isfinite(fp->steer_eps))
     return tidei_error(env, TIDE_ERR_ARG, "trainer_new_frozen: steer_eps is not finite");
   tide_trainer *tr;
@@ -500,7 +516,9 @@ int tide_trainer_new_frozen(tide_model *m, const tide_trainer_params *p,
   tr->steer_rank = fp->steer_rank > 0 ? fp->steer_rank : 0;
   tr->steer_eps = fp->steer_eps;
   tr->n_prefix = fp->n_prefix > 0 ? fp->n_prefix : 0;
-  tr->save_layers = tr->n_prefix > 0; /* steer alone needs no block activations */
+  tr->n_kv_prefix = fp->n_kv_prefix > 0 ? fp->n_kv_prefix : 0;
+  /* steer alone needs no block activations */
+  tr->save_layers = tr->n_prefix > 0 || tr->n_kv_prefix > 0;
   st = shape_from_model(tr, m);
   if (!st && !(st = check_shape(tr)) && !(st = trainer_alloc(tr))) st = frozen_views(tr, m);
   if (st) {
@@ -518,6 +536,7 @@ typedef struct {
   tide_trainer *tr;
   int64_t B, S, N;
   const float *q, *k, *v, *dout;
+  const float *kp, *vp;       /* attention: the layer's KV prefix, or NULL */
   float *p, *o, *dq, *dk, *dv;
   float scale;                /* loss scale per target */
   int64_t ncomp;              /* xent: rows of logits */
@@ -527,22 +546,24 @@ static void attn_fwd_task(void *arg, int ith, int nth) {
   ttask *t = arg;
   tide_trainer *tr = t->tr;
   tidei_attn_shape a = { tr->n_head, tr->n_kv_head, tr->head_dim, t->S };
+  tidei_attn_prefix pre = { tr->n_kv_prefix, t->kp, t->vp, tr->dkp, tr->dvp };
   int64_t i0, i1;
   tidei_split(t->B * tr->n_kv_head, ith, nth, 1, &i0, &i1);
   for (int64_t i = i0; i < i1; i++)
-    tidei_train_attn_fwd(&a, i / tr->n_kv_head, (int)(i % tr->n_kv_head), t->q, t->k, t->v,
-                         t->p, t->o);
+    tidei_train_attn_prefix_fwd(&a, &pre, i / tr->n_kv_head, (int)(i % tr->n_kv_head), t->q,
+                                t->k, t->v, t->p, t->o);
 }
 
 static void attn_bwd_task(void *arg, int ith, int nth) {
   ttask *t = arg;
   tide_trainer *tr = t->tr;
   tidei_attn_shape a = { tr->n_head, tr->n_kv_head, tr->head_dim, t->S };
+  tidei_attn_prefix pre = { tr->n_kv_prefix, t->kp, t->vp, tr->dkp, tr->dvp };
   int64_t i0, i1;
   tidei_split(t->B * tr->n_kv_head, ith, nth, 1, &i0, &i1);
   for (int64_t i = i0; i < i1; i++)
-    tidei_train_attn_bwd(&a, i / tr->n_kv_head, (int)(i % tr->n_kv_head), t->q, t->k, t->v,
-                         t->p, t->dout, t->tr->datt, t->dq, t->dk, t->dv);
+    tidei_train_attn_prefix_bwd(&a, &pre, i / tr->n_kv_head, (int)(i % tr->n_kv_head), t->q,
+                                t->k, t->v, t->p, t->dout, t->tr->datt, t->dq, t->dk, t->dv);
 }
 
 /* Cross-entropy of the rows with a target; gradient rows (zero for rows
@@ -585,10 +606,18 @@ static float *lbuf(const tide_trainer *tr, float *base, int l, int64_t width) {
   return base + (tr->save_layers ? (int64_t)l : 0) * tr->n_rows * width;
 }
 
-/* Attention probabilities of block l: (n_batch, n_head, Sm, Sm). */
+/* Attention probabilities of block l: (n_batch, n_head, Sm, n_kv_prefix + Sm). */
 static float *att_at(const tide_trainer *tr, int l) {
-  int64_t Sm = tr->n_prefix + tr->n_ctx;
-  return tr->att + (tr->save_layers ? (int64_t)l : 0) * tr->p.n_batch * tr->n_head * Sm * Sm;
+  int64_t Sm = tr->n_prefix + tr->n_ctx, Cm = tr->n_kv_prefix + Sm;
+  return tr->att + (tr->save_layers ? (int64_t)l : 0) * tr->p.n_batch * tr->n_head * Sm * Cm;
+}
+
+/* The KV prefix of block l: K (which 0) or V (1), (n_kv_prefix, n_kv_head*hd);
+** in the gradients when grad. NULL without a KV prefix. */
+static float *kvp_at(const tide_trainer *tr, int l, int which, int grad) {
+  float *base = grad ? tr->g_kvp : tr->kvp;
+  if (!tr->n_kv_prefix) return NULL;
+  return base + (int64_t)(2 * l + which) * tr->n_kv_prefix * tr->n_kv_head * tr->head_dim;
 }
 
 static float *xs_at(const tide_trainer *tr, int l) {
@@ -601,12 +630,12 @@ static void run_swiglu(tide_trainer *tr, int64_t N, float *h, const float *a, co
   tidei_pool_run(tr->env, swiglu_task, &t);
 }
 
-/* RoPE over rows [0, N) of q and k, row r at position r % S. */
+/* RoPE over rows [0, N) of q and k, row r at position n_kv_prefix + r % S. */
 static void rope_rows(tide_trainer *tr, float *q, float *k, int64_t N, int64_t S, int bwd) {
   int hd = tr->head_dim;
   int64_t qd = (int64_t)tr->n_head * hd, kvd = (int64_t)tr->n_kv_head * hd;
   for (int64_t r = 0; r < N; r++) {
-    const float *cs = tr->rope_cs + (r % S) * hd;
+    const float *cs = tr->rope_cs + (tr->n_kv_prefix + r % S) * hd;
     if (bwd) {
       tidei_train_rope_bwd(q + r * qd, tr->n_head, hd, cs);
       tidei_train_rope_bwd(k + r * kvd, tr->n_kv_head, hd, cs);
@@ -635,7 +664,8 @@ static void layer_fwd(tide_trainer *tr, int l, int64_t B, int64_t S) {
   tidei_train_mm_fwd(v, xn1, w->wv, N, kvd, e, 0);
   rope_rows(tr, q, k, N, S, 0);
   /* attend */
-  ttask t = { .tr = tr, .B = B, .S = S, .N = N, .q = q, .k = k, .v = v, .p = att, .o = ao };
+  ttask t = { .tr = tr, .B = B, .S = S, .N = N, .q = q, .k = k, .v = v, .p = att, .o = ao,
+              .kp = kvp_at(tr, l, 0, 0), .vp = kvp_at(tr, l, 1, 0) };
   tidei_pool_run(tr->env, attn_fwd_task, &t);
   /* out-proj, residual */
   memcpy(xm, x, (size_t)(N * e) * sizeof(float));
@@ -693,6 +723,16 @@ static double forward(tide_trainer *tr, const int32_t *tokens, int64_t B, int64_
 
 /* ---------------------------------------------------------------- backward */
 
+/* Sums the per-sequence KV prefix gradients of block l into its tensors. */
+static void kvp_grad(tide_trainer *tr, int l, int64_t B) {
+  int64_t n = (int64_t)tr->n_kv_prefix * tr->n_kv_head * tr->head_dim;
+  float *gk = kvp_at(tr, l, 0, 1), *gv = kvp_at(tr, l, 1, 1);
+  for (int64_t b = 0; b < B; b++) {
+    const float *dk = tr->dkp + b * n, *dv = tr->dvp + b * n;
+    for (int64_t i = 0; i < n; i++) gk[i] += dk[i], gv[i] += dv[i];
+  }
+}
+
 static void layer_bwd(tide_trainer *tr, int l, int64_t B, int64_t S) {
   const tidei_tlayer *w = &tr->lw[l];
   const tidei_tlayer_grad *g = &tr->lg[l];
@@ -724,8 +764,10 @@ static void layer_bwd(tide_trainer *tr, int l, int64_t B, int64_t S) {
   if (full) tidei_train_mm_bw(g->wo, dx, ao, N, e, qd);
   tidei_train_mm_bx(tr->dao, dx, w->wo, N, e, qd, 0);
   ttask ta = { .tr = tr, .B = B, .S = S, .N = N, .q = q, .k = k, .v = v, .p = att,
-               .dout = tr->dao, .dq = tr->dq, .dk = tr->dk, .dv = tr->dv };
+               .dout = tr->dao, .dq = tr->dq, .dk = tr->dk, .dv = tr->dv,
+               .kp = kvp_at(tr, l, 0, 0), .vp = kvp_at(tr, l, 1, 0) };
   tidei_pool_run(tr->env, attn_bwd_task, &ta);
+  if (tr->n_kv_prefix) kvp_grad(tr, l, B);
   rope_rows(tr, tr->dq, tr->dk, N, S, 1);
   if (full) {
     tidei_train_mm_bw(g->wq, tr->dq, xn1, N, qd, e);
@@ -748,11 +790,12 @@ static void backward(tide_trainer *tr, int64_t B, int64_t T) {
   if (tr->steer_rank)
     tidei_train_steer_bwd(tr->dxb, tr->g_p1, tr->g_p2, tr->dsu, tr->dxb, tr->xnf, tr->su,
                           tr->p1, tr->p2, tr->steer_eps, N, e, tr->steer_rank);
-  if (tr->frozen && !tr->n_prefix) return; /* nothing trains below the final norm */
+  if (tr->frozen && !tr->n_prefix && !tr->n_kv_prefix) return; /* nothing below the final norm */
   memset(tr->dx, 0, (size_t)(N * e) * sizeof(float));
   tidei_train_rmsnorm_bwd(tr->dx, tr->g_out_norm, tr->dxb, xs_at(tr, tr->n_layer), tr->rstdf,
                           tr->out_norm, 0, N, (int)e);
   for (int l = tr->n_layer - 1; l >= 0; l--) layer_bwd(tr, l, B, S);
+  if (tr->frozen && !tr->n_prefix) return;
   /* embeddings: scatter-add the rows' gradients */
   for (int64_t r = 0; r < N; r++) {
     const float *d = tr->dx + r * e;
@@ -870,6 +913,37 @@ int tide_trainer_eval(tide_trainer *tr, const int32_t *tokens, int32_t B, int32_
     total += nt;
   }
   *loss = total ? sum / (double)total : 0;
+  return TIDE_OK;
+}
+
+/* The KV prefix set to the K/V rows a forward over tokens leaves at
+** positions 0..k-1: the cache state of the prompt `tokens` (a hard prompt
+** the training then refines). Runs with the prefixes switched off. */
+int tide_trainer_init_kv_prefix(tide_trainer *tr, const int32_t *tokens, int32_t n) {
+  if (!tr) return TIDE_ERR_ARG;
+  int32_t k = tr->n_kv_prefix, np = tr->n_prefix;
+  if (!k)
+    return tidei_error(tr->env, TIDE_ERR_STATE, "trainer_init_kv_prefix: the trainer has no KV "
+                       "prefix");
+  if (n != k || k > tr->n_ctx)
+    return tidei_error(tr->env, TIDE_ERR_ARG, "trainer_init_kv_prefix: %d tokens, expected %d "
+                       "(n_kv_prefix, at most n_ctx %d)", (int)n, (int)k, (int)tr->n_ctx);
+  if (!tokens) return tidei_error(tr->env, TIDE_ERR_ARG, "trainer_init_kv_prefix: tokens is NULL");
+  for (int32_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= tr->n_vocab)
+      return tidei_error(tr->env, TIDE_ERR_ARG, "trainer_init_kv_prefix: token %d at %d out of "
+                         "range [0, %d)", (int)tokens[i], (int)i, (int)tr->n_vocab);
+  /* causal: rows 0..n-1 do not depend on a second row, which k = 1 adds */
+  int32_t t2[2] = { tokens[0], tokens[0] };
+  const int32_t *tok = n < 2 ? t2 : tokens;
+  int64_t nt, kvd = (int64_t)tr->n_kv_head * tr->head_dim;
+  tr->n_kv_prefix = 0, tr->n_prefix = 0;
+  forward(tr, tok, 1, n < 2 ? 2 : n, 1.0f, &nt);
+  tr->n_kv_prefix = k, tr->n_prefix = np;
+  for (int l = 0; l < tr->n_layer; l++) {
+    memcpy(kvp_at(tr, l, 0, 0), lbuf(tr, tr->k, l, kvd), (size_t)(k * kvd) * sizeof(float));
+    memcpy(kvp_at(tr, l, 1, 0), lbuf(tr, tr->v, l, kvd), (size_t)(k * kvd) * sizeof(float));
+  }
   return TIDE_OK;
 }
 

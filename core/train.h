@@ -6,7 +6,8 @@
 ** calls the kernels directly for its finite-difference checks.
 **
 ** Shapes: B sequences of S = n_prefix + T rows each, N = B * S rows in all,
-** row r = b * S + s is position s of sequence b. Matrices are row-major
+** row r = b * S + s is position n_kv_prefix + s of sequence b (a KV prefix
+** occupies positions 0..n_kv_prefix-1 as cache rows, not as rows here). Matrices are row-major
 ** (n_out, n_in) as in GGUF, so a linear layer is y = x W^T.
 */
 #ifndef TIDE_TRAIN_H
@@ -67,6 +68,26 @@ void tidei_train_attn_bwd(const tidei_attn_shape *a, int64_t b, int g, const flo
                           const float *k, const float *v, const float *p, const float *dout,
                           float *dp, float *dq, float *dk, float *dv);
 
+/* The same with n learned prefix keys and values (KV prefix tuning) before
+** the S rows: p becomes (B, n_head, S, C), C = n + S, columns 0..n-1 the
+** prefix (every row sees them), then the rows' keys, causal (row i sees
+** columns 0..n+i); o = softmax(q [kp; k]^T / sqrt(hd)) [vp; v]. The bwd
+** also writes sequence b's rows of dk, dv of the prefix (this (b, g) owns
+** their columns); the caller sums them over b. pre NULL or n 0: the plain
+** kernels above, bit for bit. */
+typedef struct {
+  int64_t n;            /* prefix keys */
+  const float *k, *v;   /* (n, n_kv*hd): K as attended (no RoPE), V */
+  float *dk, *dv;       /* bwd: (B, n, n_kv*hd) per-sequence gradients */
+} tidei_attn_prefix;
+void tidei_train_attn_prefix_fwd(const tidei_attn_shape *a, const tidei_attn_prefix *pre,
+                                 int64_t b, int g, const float *q, const float *k,
+                                 const float *v, float *p, float *o);
+void tidei_train_attn_prefix_bwd(const tidei_attn_shape *a, const tidei_attn_prefix *pre,
+                                 int64_t b, int g, const float *q, const float *k,
+                                 const float *v, const float *p, const float *dout, float *dp,
+                                 float *dq, float *dk, float *dv);
+
 /* h = silu(a) * u over n elements; bwd: da = dh * u * silu'(a), du = dh * silu(a). */
 void tidei_train_swiglu_fwd(float *h, const float *a, const float *u, int64_t n);
 void tidei_train_swiglu_bwd(float *da, float *du, const float *dh, const float *a,
@@ -124,6 +145,7 @@ struct tide_trainer {
   int32_t n_vocab, n_embd, n_layer, n_head, n_kv_head, head_dim, n_ff, n_ctx;
   int32_t n_ctx_train;      /* llama.context_length written: n_ctx, or the model's */
   int32_t n_prefix, steer_rank;
+  int32_t n_kv_prefix;      /* learned K/V rows per layer at positions 0..n_kv_prefix-1 */
   float steer_eps, norm_eps, rope_base;
   int tied;
   int64_t n_rows;           /* n_batch * (n_prefix + n_ctx): rows of the buffers */
@@ -148,10 +170,12 @@ struct tide_trainer {
   float *g_tok_embd, *g_out_norm, *g_output;
   float *p1, *p2, *prefix;  /* extras: (n_embd, r) x 2, (n_prefix, n_embd) */
   float *g_p1, *g_p2, *g_prefix;
+  float *kvp, *g_kvp;       /* KV prefix: (n_layer, 2 (K, V), n_kv_prefix, n_kv_head*hd),
+                               tensors prefix.k.<il>, prefix.v.<il> in that order */
 
   /* activations of the last forward, sized for n_rows (Nm) rows; the
   ** per-layer ones hold n_layer copies when save_layers, else one */
-  float *rope_cs;           /* (n_prefix + n_ctx, head_dim) */
+  float *rope_cs;           /* (n_kv_prefix + n_prefix + n_ctx, head_dim) */
   int32_t *target;          /* (Nm) next token of each row, -1: no loss */
   int32_t *tok;             /* (Nm) token of each row, -1: a prefix row */
   float *xs;                /* (n_layer + 1, Nm, n_embd) residual at each block input */
@@ -159,8 +183,8 @@ struct tide_trainer {
   float *rstd1, *rstd2;     /* (L, Nm) */
   float *q;                 /* (L, Nm, n_head*hd) after RoPE */
   float *k, *v;             /* (L, Nm, n_kv_head*hd), k after RoPE */
-  float *att;               /* (L, n_batch, n_head, S, S) probabilities */
-  float *datt;              /* (n_batch, n_head, S, S) their gradient (scratch) */
+  float *att;               /* (L, n_batch, n_head, S, n_kv_prefix + S) probabilities */
+  float *datt;              /* (n_batch, n_head, S, n_kv_prefix + S) their gradient */
   float *ao;                /* (L, Nm, n_head*hd) attention output */
   float *xm;                /* (L, Nm, n_embd) residual after attention */
   float *fa, *fu;           /* (L, Nm, n_ff) gate and up pre-activations */
@@ -175,6 +199,7 @@ struct tide_trainer {
   float *dk, *dv;           /* (Nm, n_kv_head*hd) */
   float *hb, *dh, *da, *du; /* (Nm, n_ff) */
   float *dsu;               /* (Nm, r) */
+  float *dkp, *dvp;         /* (n_batch, n_kv_prefix, n_kv_head*hd) per sequence */
   double *part;             /* (TIDEI_MAX_THREADS) per-thread loss sums */
 
   /* what the pool tasks read (set per call) */

@@ -28,6 +28,11 @@ static int shape_keys(const tide_trainer *tr, ikey *k) {
     k[n++] = (ikey){ "tide.extras.n_vocab", tr->n_vocab };
     k[n++] = (ikey){ "tide.extras.steer_rank", tr->steer_rank };
     k[n++] = (ikey){ "tide.extras.n_prefix", tr->n_prefix };
+    if (tr->n_kv_prefix) { /* only then, so older extras files still resume */
+      k[n++] = (ikey){ "tide.extras.n_kv_prefix", tr->n_kv_prefix };
+      k[n++] = (ikey){ "tide.extras.n_layer", tr->n_layer };
+      k[n++] = (ikey){ "tide.extras.kv_dim", (int64_t)tr->n_kv_head * tr->head_dim };
+    }
     return n;
   }
   k[n++] = (ikey){ "llama.context_length", tr->n_ctx_train };
@@ -121,6 +126,26 @@ static int vocab_from_arrays(tide_trainer *tr, tide_gguf_writer *w, const tide_t
   return st;
 }
 
+/* Frozen mode: steer_eps and the provenance keys (docs/training.md): the
+** base model's general.name, its tide_model_hash as 16 lowercase hex
+** digits (a string: GGUF readers differ on u64 above INT64_MAX), the
+** caller's data string. */
+static int write_source(tide_trainer *tr, tide_gguf_writer *w, const tide_trainer_save_params *sp) {
+  int st = tide_gguf_writer_set_float(w, "tide.extras.steer_eps", TIDE_GGUF_FLOAT32, tr->steer_eps);
+  uint64_t hash = 0;
+  if (!st && tr->model) {
+    const char *bn = tr->model->name ? tr->model->name : "";
+    st = tide_gguf_writer_set_str(w, "tide.extras.base_name", bn, strlen(bn));
+    if (!st) st = tide_model_hash(tr->model, &hash);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)hash);
+    if (!st) st = tide_gguf_writer_set_str(w, "tide.extras.base_hash", hex, 16);
+  }
+  if (!st && sp && sp->data)
+    st = tide_gguf_writer_set_str(w, "tide.extras.data", sp->data, strlen(sp->data));
+  return st;
+}
+
 /* general.*, the shape keys and the float hyper-parameters. */
 static int write_meta(tide_trainer *tr, tide_gguf_writer *w, const tide_trainer_save_params *sp) {
   const char *arch = tr->frozen ? EXTRAS_ARCH : "llama";
@@ -133,8 +158,7 @@ static int write_meta(tide_trainer *tr, tide_gguf_writer *w, const tide_trainer_
   for (int i = 0; !st && i < n; i++)
     st = tide_gguf_writer_set_int(w, k[i].key, TIDE_GGUF_UINT32, k[i].value);
   if (tr->frozen)
-    return st ? st : tide_gguf_writer_set_float(w, "tide.extras.steer_eps", TIDE_GGUF_FLOAT32,
-                                                tr->steer_eps);
+    return st ? st : write_source(tr, w, sp);
   if (!st) st = tide_gguf_writer_set_int(w, "general.file_type", TIDE_GGUF_UINT32, 0);
   if (!st) st = tide_gguf_writer_set_float(w, "llama.rope.freq_base", TIDE_GGUF_FLOAT32,
                                            tr->rope_base);

@@ -108,77 +108,125 @@ void tidei_train_rope_bwd(float *dv, int n_head, int head_dim, const float *cs) 
 
 /* ---------------------------------------------------------------- attention */
 
-/* Row-wise causal softmax of a score block sc (S, S) in place: row i keeps
-** columns 0..i (max-subtracted exp, sum in double), the rest become 0. */
-static void causal_softmax(float *sc, int64_t S) {
+/* Row-wise causal softmax of a score block sc (S, C), C = P + S, in place:
+** row i keeps columns 0..P+i (max-subtracted exp, sum in double), the rest
+** become 0. */
+static void causal_softmax(float *sc, int64_t S, int64_t P) {
+  int64_t C = P + S;
   for (int64_t i = 0; i < S; i++) {
-    float *pi = sc + i * S, mx = -INFINITY;
-    for (int64_t j = 0; j <= i; j++)
+    float *pi = sc + i * C, mx = -INFINITY;
+    int64_t n = P + i + 1;
+    for (int64_t j = 0; j < n; j++)
       if (pi[j] > mx) mx = pi[j];
     double sum = 0;
-    for (int64_t j = 0; j <= i; j++) {
+    for (int64_t j = 0; j < n; j++) {
       pi[j] = expf(pi[j] - mx);
       sum += (double)pi[j];
     }
     float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j <= i; j++) pi[j] *= inv;
-    for (int64_t j = i + 1; j < S; j++) pi[j] = 0;
+    for (int64_t j = 0; j < n; j++) pi[j] *= inv;
+    for (int64_t j = n; j < C; j++) pi[j] = 0;
   }
+}
+
+/* C (m, n) = alpha A (m, k) B^T (n, k) (+ C when acc), row-major with strides. */
+static void gemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, int acc, float *C, int64_t ldc) {
+  if (m && n && k)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, alpha, A,
+                (int)lda, B, (int)ldb, acc ? 1.0f : 0.0f, C, (int)ldc);
+}
+
+/* C (m, n) = A (m, k) B (k, n) (+ C when acc). */
+static void gemm_nn(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, int acc, float *C, int64_t ldc) {
+  if (m && n && k)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, A,
+                (int)lda, B, (int)ldb, acc ? 1.0f : 0.0f, C, (int)ldc);
+}
+
+/* C (m, n) += A^T B with A (k, m), B (k, n). */
+static void gemm_tn_acc(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float *C, int64_t ldc) {
+  if (m && n && k)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, A,
+                (int)lda, B, (int)ldb, 1.0f, C, (int)ldc);
 }
 
 void tidei_train_attn_fwd(const tidei_attn_shape *a, int64_t b, int g, const float *q,
                           const float *k, const float *v, float *p, float *o) {
-  int hd = a->head_dim, gs = a->n_head / a->n_kv_head;
-  int64_t S = a->S, qs = (int64_t)a->n_head * hd, ks = (int64_t)a->n_kv_head * hd;
-  float scale = 1.0f / sqrtf((float)hd);
-  const float *K = k + b * S * ks + (int64_t)g * hd, *V = v + b * S * ks + (int64_t)g * hd;
-  for (int h = g * gs; h < (g + 1) * gs; h++) {
-    float *P = p + (b * a->n_head + h) * S * S;
-    const float *Q = q + b * S * qs + (int64_t)h * hd;
-    float *O = o + b * S * qs + (int64_t)h * hd;
-    /* P (S, S) = softmax_causal(Q K^T / sqrt(hd)); O (S, hd) = P V */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, hd, scale, Q, (int)qs,
-                K, (int)ks, 0.0f, P, (int)S);
-    causal_softmax(P, S);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, hd, (int)S, 1.0f, P, (int)S,
-                V, (int)ks, 0.0f, O, (int)qs);
-  }
+  tidei_train_attn_prefix_fwd(a, NULL, b, g, q, k, v, p, o);
 }
 
 void tidei_train_attn_bwd(const tidei_attn_shape *a, int64_t b, int g, const float *q,
                           const float *k, const float *v, const float *p, const float *dout,
                           float *dp, float *dq, float *dk, float *dv) {
+  tidei_train_attn_prefix_bwd(a, NULL, b, g, q, k, v, p, dout, dp, dq, dk, dv);
+}
+
+void tidei_train_attn_prefix_fwd(const tidei_attn_shape *a, const tidei_attn_prefix *pre,
+                                 int64_t b, int g, const float *q, const float *k,
+                                 const float *v, float *p, float *o) {
   int hd = a->head_dim, gs = a->n_head / a->n_kv_head;
-  int64_t S = a->S, qs = (int64_t)a->n_head * hd, ks = (int64_t)a->n_kv_head * hd;
+  int64_t S = a->S, P = pre ? pre->n : 0, C = P + S;
+  int64_t qs = (int64_t)a->n_head * hd, ks = (int64_t)a->n_kv_head * hd;
   float scale = 1.0f / sqrtf((float)hd);
-  int64_t koff = b * S * ks + (int64_t)g * hd;
+  const float *K = k + b * S * ks + (int64_t)g * hd, *V = v + b * S * ks + (int64_t)g * hd;
+  const float *Kp = P ? pre->k + (int64_t)g * hd : NULL, *Vp = P ? pre->v + (int64_t)g * hd : NULL;
+  for (int h = g * gs; h < (g + 1) * gs; h++) {
+    float *Pm = p + (b * a->n_head + h) * S * C;
+    const float *Q = q + b * S * qs + (int64_t)h * hd;
+    float *O = o + b * S * qs + (int64_t)h * hd;
+    /* Pm (S, C) = softmax_causal(Q [Kp; K]^T / sqrt(hd)); O (S, hd) = Pm [Vp; V] */
+    gemm_nt(S, P, hd, scale, Q, qs, Kp, ks, 0, Pm, C);
+    gemm_nt(S, S, hd, scale, Q, qs, K, ks, 0, Pm + P, C);
+    causal_softmax(Pm, S, P);
+    gemm_nn(S, hd, P, Pm, C, Vp, ks, 0, O, qs);
+    gemm_nn(S, hd, S, Pm + P, C, V, ks, P > 0, O, qs);
+  }
+}
+
+void tidei_train_attn_prefix_bwd(const tidei_attn_shape *a, const tidei_attn_prefix *pre,
+                                 int64_t b, int g, const float *q, const float *k,
+                                 const float *v, const float *p, const float *dout, float *dp,
+                                 float *dq, float *dk, float *dv) {
+  int hd = a->head_dim, gs = a->n_head / a->n_kv_head;
+  int64_t S = a->S, P = pre ? pre->n : 0, C = P + S;
+  int64_t qs = (int64_t)a->n_head * hd, ks = (int64_t)a->n_kv_head * hd;
+  float scale = 1.0f / sqrtf((float)hd);
+  int64_t koff = b * S * ks + (int64_t)g * hd, poff = b * P * ks + (int64_t)g * hd;
   const float *K = k + koff, *V = v + koff;
+  const float *Kp = P ? pre->k + (int64_t)g * hd : NULL, *Vp = P ? pre->v + (int64_t)g * hd : NULL;
   float *dK = dk + koff, *dV = dv + koff;
+  float *dKp = P ? pre->dk + poff : NULL, *dVp = P ? pre->dv + poff : NULL;
   for (int64_t j = 0; j < S; j++)
     for (int d = 0; d < hd; d++) dK[j * ks + d] = dV[j * ks + d] = 0;
+  for (int64_t j = 0; j < P; j++)
+    for (int d = 0; d < hd; d++) dKp[j * ks + d] = dVp[j * ks + d] = 0;
   for (int h = g * gs; h < (g + 1) * gs; h++) {
-    int64_t hoff = (b * a->n_head + h) * S * S, qoff = b * S * qs + (int64_t)h * hd;
-    const float *P = p + hoff, *Q = q + qoff, *dO = dout + qoff;
+    int64_t hoff = (b * a->n_head + h) * S * C, qoff = b * S * qs + (int64_t)h * hd;
+    const float *Pm = p + hoff, *Q = q + qoff, *dO = dout + qoff;
     float *dP = dp + hoff, *dQ = dq + qoff;
-    /* dV += P^T dO; dP = dO V^T */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, hd, (int)S, 1.0f, P, (int)S,
-                dO, (int)qs, 1.0f, dV, (int)ks);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, hd, 1.0f, dO, (int)qs,
-                V, (int)ks, 0.0f, dP, (int)S);
+    /* [dVp; dV] += Pm^T dO; dP = dO [Vp; V]^T */
+    gemm_tn_acc(P, hd, S, Pm, C, dO, qs, dVp, ks);
+    gemm_tn_acc(S, hd, S, Pm + P, C, dO, qs, dV, ks);
+    gemm_nt(S, P, hd, 1.0f, dO, qs, Vp, ks, 0, dP, C);
+    gemm_nt(S, S, hd, 1.0f, dO, qs, V, ks, 0, dP + P, C);
     /* dS_ij = p_ij (dp_ij - sum_k p_ik dp_ik) / sqrt(hd), in place of dP */
     for (int64_t i = 0; i < S; i++) {
-      const float *pi = P + i * S;
-      float *di = dP + i * S;
+      const float *pi = Pm + i * C;
+      float *di = dP + i * C;
+      int64_t n = P + i + 1;
       double dot = 0;
-      for (int64_t j = 0; j <= i; j++) dot += (double)pi[j] * di[j];
-      for (int64_t j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - (float)dot) * scale;
-      for (int64_t j = i + 1; j < S; j++) di[j] = 0;
+      for (int64_t j = 0; j < n; j++) dot += (double)pi[j] * di[j];
+      for (int64_t j = 0; j < n; j++) di[j] = pi[j] * (di[j] - (float)dot) * scale;
+      for (int64_t j = n; j < C; j++) di[j] = 0;
     }
-    /* dQ = dS K; dK += dS^T Q */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, hd, (int)S, 1.0f, dP, (int)S,
-                K, (int)ks, 0.0f, dQ, (int)qs);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, hd, (int)S, 1.0f, dP, (int)S,
-                Q, (int)qs, 1.0f, dK, (int)ks);
+    /* dQ = dS [Kp; K]; [dKp; dK] += dS^T Q */
+    gemm_nn(S, hd, P, dP, C, Kp, ks, 0, dQ, qs);
+    gemm_nn(S, hd, S, dP + P, C, K, ks, P > 0, dQ, qs);
+    gemm_tn_acc(P, hd, S, dP, C, Q, qs, dKp, ks);
+    gemm_tn_acc(S, hd, S, dP + P, C, Q, qs, dK, ks);
   }
 }
 

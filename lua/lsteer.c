@@ -5,6 +5,7 @@
 ** hidden, project, lens, inject. Layer: binding.
 */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ltide.h"
@@ -225,6 +226,73 @@ static int s_close(lua_State *L) {
   return 0;
 }
 
+/* [transfer] the source record into the table on top: base_name,
+** base_hash (16 hex digits), data; absent fields stay nil */
+static void push_source(lua_State *L, const tide_steer *s) {
+  tide_steer_source src;
+  tide_steer_get_source(s, &src);
+  if (src.base_name) {
+    lua_pushstring(L, src.base_name);
+    lua_setfield(L, -2, "base_name");
+  }
+  if (src.has_base_hash) {
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)src.base_hash);
+    lua_pushstring(L, hex);
+    lua_setfield(L, -2, "base_hash");
+  }
+  if (src.data) {
+    lua_pushstring(L, src.data);
+    lua_setfield(L, -2, "data");
+  }
+}
+
+/* core.model_hash(model) -> tide_model_hash as 16 hex digits */
+static int l_model_hash(lua_State *L) {
+  uint64_t h;
+  int st = tide_model_hash(lt_checkmodel(L, 1), &h);
+  if (st) return lt_fail(L, st);
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+/* core.steer_transfer(steer, model_a, model_b [, lambda [, "fit2" | "htwh"]])
+** -> new steer, { n_shared, d_a, d_b, underdetermined, ridge_a, ridge_b,
+** residual_ab, residual_ba } */
+static int l_steer_transfer(lua_State *L) {
+  static const char *const methods[] = { "fit2", "htwh", NULL };
+  tide_steer *w = checksteer(L, 1);
+  tide_model *a = lt_checkmodel(L, 2), *b = lt_checkmodel(L, 3);
+  tide_steer_transfer_params p = tide_steer_transfer_default_params();
+  p.lambda = luaL_optnumber(L, 4, p.lambda);
+  p.method = luaL_checkoption(L, 5, "fit2", methods);
+  lt_steer *o = newsteer(L);
+  tide_steer_transfer_info in;
+  int st = tide_steer_transfer(a, b, w, &p, &o->s, &in);
+  if (st) return lt_fail(L, st);
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, in.n_shared);
+  lua_setfield(L, -2, "n_shared");
+  lua_pushinteger(L, in.d_a);
+  lua_setfield(L, -2, "d_a");
+  lua_pushinteger(L, in.d_b);
+  lua_setfield(L, -2, "d_b");
+  lua_pushboolean(L, in.underdetermined);
+  lua_setfield(L, -2, "underdetermined");
+  lua_pushnumber(L, in.ridge_a);
+  lua_setfield(L, -2, "ridge_a");
+  lua_pushnumber(L, in.ridge_b);
+  lua_setfield(L, -2, "ridge_b");
+  lua_pushnumber(L, in.residual_ab);
+  lua_setfield(L, -2, "residual_ab");
+  lua_pushnumber(L, in.residual_ba);
+  lua_setfield(L, -2, "residual_ba");
+  return 2;
+}
+/* [/transfer] */
+
 static int s_info(lua_State *L) {
   tide_steer_info in;
   tide_steer_get_info(checksteer(L, 1), &in);
@@ -235,6 +303,7 @@ static int s_info(lua_State *L) {
   lua_setfield(L, -2, "rank");
   lua_pushnumber(L, in.eps0);
   lua_setfield(L, -2, "eps0");
+  push_source(L, checksteer(L, 1));
   return 1;
 }
 
@@ -590,7 +659,8 @@ static int l_cvec_info(lua_State *L) {
 static const luaL_Reg funcs[] = {
   { "cvec_info", l_cvec_info },
   { "vector", l_vector }, { "steer_new", l_steer_new }, { "steer_load", l_steer_load },
-  { "cvec_load", l_cvec_load }, { "cvec_save", l_cvec_save }, { NULL, NULL }
+  { "cvec_load", l_cvec_load }, { "cvec_save", l_cvec_save },
+  { "model_hash", l_model_hash }, { "steer_transfer", l_steer_transfer }, { NULL, NULL }
 };
 
 void lt_open_steer(lua_State *L) {

@@ -82,9 +82,10 @@ static int l_trainer(lua_State *L) {
   return 1;
 }
 
-/* core.trainer_frozen(model, params, { steer_rank, steer_eps, n_prefix }) */
+/* core.trainer_frozen(model, params, { steer_rank, steer_eps, n_prefix, n_kv_prefix }) */
 static int l_trainer_frozen(lua_State *L) {
-  static const char *const FKEYS[] = { "steer_rank", "steer_eps", "n_prefix", NULL };
+  static const char *const FKEYS[] = { "steer_rank", "steer_eps", "n_prefix", "n_kv_prefix",
+                                       NULL };
   tide_model *m = lt_checkmodel(L, 1);
   tide_trainer_params p = readparams(L, 2);
   lt_checkopts(L, 3, FKEYS);
@@ -92,6 +93,7 @@ static int l_trainer_frozen(lua_State *L) {
   fp.steer_rank = (int32_t)lt_optint(L, 3, "steer_rank", fp.steer_rank);
   fp.steer_eps = (float)lt_optnum(L, 3, "steer_eps", fp.steer_eps);
   fp.n_prefix = (int32_t)lt_optint(L, 3, "n_prefix", fp.n_prefix);
+  fp.n_kv_prefix = (int32_t)lt_optint(L, 3, "n_kv_prefix", fp.n_kv_prefix);
   lt_trainer *b = newtr(L);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the model outlives the trainer */
@@ -164,9 +166,9 @@ static int tr_eval(lua_State *L) {
   return 1;
 }
 
-/* tr:save(path, { name, vocab_from = model, optimizer = bool }) */
+/* tr:save(path, { name, vocab_from = model, optimizer = bool, data = string }) */
 static int tr_save(lua_State *L) {
-  static const char *const KEYS[] = { "name", "vocab_from", "optimizer", NULL };
+  static const char *const KEYS[] = { "name", "vocab_from", "optimizer", "data", NULL };
   lt_trainer *b = checktr(L, 1);
   const char *path = luaL_checkstring(L, 2);
   lt_checkopts(L, 3, KEYS);
@@ -175,6 +177,8 @@ static int tr_save(lua_State *L) {
   if (!lua_isnoneornil(L, 3)) {
     if (lua_getfield(L, 3, "name") != LUA_TNIL) sp.name = luaL_checkstring(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, 3, "data") != LUA_TNIL) sp.data = luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the strings stay alive in the options table */
     if (lua_getfield(L, 3, "vocab_from") != LUA_TNIL) sp.vocab_gguf = tide_model_gguf(lt_checkmodel(L, -1));
     lua_pop(L, 1);
     sp.optimizer = lt_optbool(L, 3, "optimizer", 0);
@@ -251,12 +255,90 @@ static int tr_set_tensor(lua_State *L) {
   return luaL_error(L, "set_tensor: no trainable tensor '%s'", name);
 }
 
+/* tr:init_kv_prefix(ids): the KV prefix := the cache rows of prompt ids
+** (#ids == n_kv_prefix) */
+static int tr_init_kv_prefix(lua_State *L) {
+  lt_trainer *b = checktr(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= 1 << 20, 2, "1 or more token ids expected");
+  int32_t *tok = readtokens(L, b, 2, n);
+  int st = tide_trainer_init_kv_prefix(b->tr, tok, (int32_t)n);
+  if (st) return lt_fail(L, st);
+  return 0;
+}
+
 static const luaL_Reg methods[] = {
   { "set_steer_eps", tr_set_steer_eps }, { "set_tensor", tr_set_tensor },
+  { "init_kv_prefix", tr_init_kv_prefix },
   { "step", tr_step }, { "eval", tr_eval }, { "save", tr_save }, { "resume", tr_resume },
   { "steps", tr_steps }, { "tensors", tr_tensors }, { "close", tr_close }, { NULL, NULL }
 };
 static const luaL_Reg meta[] = { { "__gc", tr_close }, { "__close", tr_close }, { NULL, NULL } };
+
+/* ---------------------------------------------------------------- tide.Prefix */
+
+/* A KV prefix (prefix tuning) loaded from a frozen trainer's file; set on
+** an empty sequence of a context with prefix:apply(ctx, seq). */
+#define LT_PREFIX "tide.Prefix"
+
+typedef struct { tide_prefix *p; } lt_prefix;
+
+static tide_prefix *checkprefix(lua_State *L, int idx) {
+  lt_prefix *b = luaL_checkudata(L, idx, LT_PREFIX);
+  if (!b->p) luaL_error(L, "attempt to use a closed prefix");
+  return b->p;
+}
+
+/* core.prefix_load(path) -> prefix, or nil, message */
+static int l_prefix_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lt_prefix *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->p = NULL;
+  luaL_setmetatable(L, LT_PREFIX);
+  if (tide_prefix_load(lt_env(L), path, &b->p)) {
+    luaL_pushfail(L);
+    lua_pushstring(L, tide_env_errmsg(lt_env(L)));
+    return 2;
+  }
+  return 1;
+}
+
+static int px_close(lua_State *L) {
+  lt_prefix *b = luaL_checkudata(L, 1, LT_PREFIX);
+  tide_prefix_free(b->p);
+  b->p = NULL;
+  return 0;
+}
+
+/* prefix:info() -> { n_tokens, n_layer, kv_dim, n_embd, n_vocab } */
+static int px_info(lua_State *L) {
+  tide_prefix_info in;
+  tide_prefix_get_info(checkprefix(L, 1), &in);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, in.n_tokens); lua_setfield(L, -2, "n_tokens");
+  lua_pushinteger(L, in.n_layer); lua_setfield(L, -2, "n_layer");
+  lua_pushinteger(L, in.kv_dim); lua_setfield(L, -2, "kv_dim");
+  lua_pushinteger(L, in.n_embd); lua_setfield(L, -2, "n_embd");
+  lua_pushinteger(L, in.n_vocab); lua_setfield(L, -2, "n_vocab");
+  return 1;
+}
+
+/* prefix:apply(ctx, seq): writes the prefix into the empty sequence seq */
+static int px_apply(lua_State *L) {
+  tide_prefix *p = checkprefix(L, 1);
+  tide_ctx *ctx = lt_checkctx(L, 2, NULL);
+  lua_Integer seq = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, seq >= 0 && seq <= INT32_MAX, 3, "sequence id out of range");
+  int st = tide_seq_set_prefix(ctx, (int32_t)seq, p);
+  if (st) return lt_fail(L, st);
+  return 0;
+}
+
+static const luaL_Reg px_methods[] = {
+  { "info", px_info }, { "apply", px_apply }, { "close", px_close }, { NULL, NULL }
+};
+static const luaL_Reg px_meta[] = { { "__gc", px_close }, { "__close", px_close }, { NULL, NULL } };
 
 /* core.lr_at(params, step) -> the schedule's learning rate */
 static int l_lr_at(lua_State *L) {
@@ -268,6 +350,9 @@ static int l_lr_at(lua_State *L) {
 
 void lt_open_train(lua_State *L) {
   lt_newclass(L, LT_TRAINER, methods, meta);
+  lt_newclass(L, LT_PREFIX, px_methods, px_meta);
+  lua_pushcfunction(L, l_prefix_load);
+  lua_setfield(L, -2, "prefix_load");
   lua_pushcfunction(L, l_trainer);
   lua_setfield(L, -2, "trainer");
   lua_pushcfunction(L, l_trainer_frozen);

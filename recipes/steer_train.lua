@@ -9,7 +9,8 @@
 -- the sign into eps and alternates: odd steps are B windows of style A at
 -- eps = +eps0, even steps style B at eps = -eps0 (tr:set_steer_eps). Adam
 -- then sees A and B gradients in turn; with beta1 0.9 its momentum mixes
--- them over ~10 steps. The saved file records eps0 (tide.extras.steer_eps).
+-- them over ~10 steps. The saved file records eps0 (tide.extras.steer_eps),
+-- the base model's name and hash, and the two files as its data string.
 --
 -- Reference hyper-parameters (the defaults): P1, P2 start at 0.01 randn,
 -- eps0 = 1e-3, Adam (no weight decay, betas 0.9 / 0.999) at lr 1e-2, rank
@@ -123,5 +124,7 @@ end
 
 -- 5. the steer file (eps0 recorded as trained)
 tr:set_steer_eps(opt.eps0)
-tr:save(opt.out, { name = "steer " .. files[1] .. " vs " .. files[2] })
+tr:save(opt.out, { name = "steer " .. files[1] .. " vs " .. files[2],
+                   data = string.format("A: %s (%d tokens, +eps0), B: %s (%d tokens, -eps0); %d steps of %dx%d",
+                                        files[1], #side[1].ids, files[2], #side[2].ids, steps, B, T) })
 print(string.format("wrote %s (rank %d, eps0 %g, %d steps)", opt.out, rank, opt.eps0, steps))

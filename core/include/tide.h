@@ -546,6 +546,14 @@ typedef struct {
   int32_t n_prefix;     /* k > 0: train k embedding vectors prepended to every
                            sequence (positions 0..k-1; the tokens follow at
                            k..k+T-1; n_ctx counts only the tokens) */
+  int32_t n_kv_prefix;  /* k > 0: prefix tuning: train k key and value rows per
+                           layer, (k, n_kv_head*head_dim) each, that every
+                           query attends to before the tokens. They sit at
+                           positions 0..k-1 as KV-cache rows do (keys as
+                           attended: no RoPE is applied to them); the tokens
+                           (after any n_prefix embeddings) start at position
+                           k. Saved as prefix.k.<il>, prefix.v.<il>;
+                           tide_prefix_load + tide_seq_set_prefix replay them */
 } tide_trainer_frozen_params;
 
 tide_trainer_frozen_params tide_trainer_frozen_default_params(void);
@@ -628,6 +636,10 @@ typedef struct {
   const tide_trainer_vocab *vocab; /* or write these (if vocab_gguf is NULL) */
   int optimizer;                /* nonzero: add the optimizer state, making a
                                    checkpoint tide_trainer_resume reads */
+  const char *data;             /* frozen mode: tide.extras.data, a free
+                                   description of the training data (NULL:
+                                   not written); the base model's name and
+                                   tide_model_hash are always written */
 } tide_trainer_save_params;
 
 /* Writes the trainable parameters as GGUF. Full mode: a llama model file
@@ -640,10 +652,55 @@ typedef struct {
 int tide_trainer_save(tide_trainer *tr, const char *path,
                       const tide_trainer_save_params *sp);
 
+/* Sets a KV prefix (n_kv_prefix = n) to the key and value rows the frozen
+** model computes for the n tokens at positions 0..n-1: the cache state of
+** that prompt, a starting point that already means something (a random
+** start disturbs every query). TIDE_ERR_STATE without a KV prefix,
+** TIDE_ERR_ARG if n is not n_kv_prefix or exceeds n_ctx, or a token is out
+** of range. */
+int tide_trainer_init_kv_prefix(tide_trainer *tr, const int32_t *tokens, int32_t n);
+
 /* Loads a checkpoint written with optimizer state by a trainer of the same
 ** shape and mode: parameters, moments and step. TIDE_ERR_FORMAT (message
 ** names the key or tensor) on a mismatch; the trainer is unchanged then. */
 int tide_trainer_resume(tide_trainer *tr, const char *path);
+
+/* ---------------------------------------------------------------- prefixes (prefix tuning) */
+
+/* A prefix is k learned key and value rows per layer (prefix tuning, Li &
+** Liang 2021), as a frozen trainer with n_kv_prefix saves them. Setting it
+** on an empty sequence writes them into cache positions 0..k-1, so the
+** tokens decoded next (at positions k, k+1, ...) attend to them exactly as
+** in training; forks of the sequence share those rows. A prefix is
+** immutable and independent of models and contexts (its rows are copied).
+** See docs/steering.md, "Prefix tuning". */
+typedef struct tide_prefix tide_prefix;
+
+typedef struct {
+  int32_t n_tokens;  /* k: positions the prefix occupies */
+  int32_t n_layer;
+  int32_t kv_dim;    /* n_kv_head * head_dim: floats of one K (or V) row */
+  int32_t n_embd;    /* of the model it was trained on (0: not recorded) */
+  int32_t n_vocab;   /* likewise */
+} tide_prefix_info;
+
+/* Reads the tensors prefix.k.<il>, prefix.v.<il> (f32 [kv_dim, k]) and the
+** tide.extras.* keys of a trainer's extras file into memory (the file is
+** closed again). TIDE_ERR_FORMAT names the key or tensor that is missing or
+** wrong, e.g. for a file without a KV prefix. Allocates. */
+int tide_prefix_load(tide_env *env, const char *path, tide_prefix **out);
+void tide_prefix_free(tide_prefix *p);
+void tide_prefix_get_info(const tide_prefix *p, tide_prefix_info *out);
+/* The K (which = 0) or V (1) rows of layer il: (n_tokens, kv_dim) floats
+** owned by p, or NULL when out of range. */
+const float *tide_prefix_data(const tide_prefix *p, int32_t il, int which);
+
+/* Writes p into positions 0..k-1 of seq (converted to the cache's type) and
+** sets its length to k. seq must be live and empty (TIDE_ERR_STATE
+** otherwise); the model must be llama or qwen2 (TIDE_ERR_UNSUPPORTED) with
+** p's n_layer, kv_dim and n_embd (TIDE_ERR_ARG); TIDE_ERR_FULL if the cache
+** has no room. On failure the sequence is unchanged. Allocates nothing. */
+int tide_seq_set_prefix(tide_ctx *ctx, int32_t seq, const tide_prefix *p);
 
 /* ---------------------------------------------------------------- tokenizer training */
 
@@ -889,6 +946,85 @@ int tide_ctx_inject(tide_ctx *ctx, int32_t layer, int32_t row, const float *h, i
 
 /* Drops every queued injection. */
 void tide_ctx_clear_injections(tide_ctx *ctx);
+
+/* ---------------------------------------------------------------- steer provenance and transfer */
+
+/* XXH64 of len bytes (xxHash's 64-bit hash, bit for bit, seeded). */
+uint64_t tide_xxh64(const void *data, size_t len, uint64_t seed);
+
+/* The model's identity as steer files record it: XXH64 chained over every
+** tensor of its GGUF file in file order (name, then dtype, n_dims and ne[4]
+** as 40 little-endian bytes, then the tensor's bytes; each seeded with the
+** hash so far, starting at 0). Metadata is not hashed (renaming a model
+** keeps its hash; quantizing it changes it). Reads every weight byte (a few
+** GB/s once the file is in the page cache); allocates nothing; computed on
+** every call (not cached). */
+int tide_model_hash(const tide_model *m, uint64_t *out);
+
+/* Where a steer comes from, as steer files record it (tide.extras.base_name,
+** .base_hash, .data): the base model's general.name, its tide_model_hash,
+** a free description of the training data. */
+typedef struct {
+  const char *base_name;  /* NULL: not recorded */
+  int has_base_hash;      /* 0: base_hash not recorded */
+  uint64_t base_hash;
+  const char *data;       /* NULL: not recorded */
+} tide_steer_source;
+
+/* The steer's source (strings owned by s, valid until the next set or free;
+** all unset for a steer made by tide_steer_new or read from an older file). */
+void tide_steer_get_source(const tide_steer *s, tide_steer_source *out);
+
+/* Replaces the source record (strings copied; src NULL clears it). The
+** arithmetic of the steer is unchanged, so this is allowed on a steer in
+** use. tide_steer_save writes it; tide_steer_load reads it. Allocates. */
+int tide_steer_set_source(tide_steer *s, const tide_steer_source *src);
+
+/* Transfer of a steer from model a to model b (docs/steering.md,
+** "Transferring a steer"). The shared tokens are those whose bytes
+** (tide_token_piece) are equal, control/unknown/unused tokens skipped, the
+** lowest id taken when a string repeats in one vocabulary. On their output
+** embeddings (rows of the output matrix, token_embd when tied, dequantized)
+** two ridge regressions are fit in double (Gram matrices through BLAS, the
+** Cholesky factorization tide's own):
+**   H (d_a, d_b) = argmin |E_a H - E_b|^2 + ra |H|^2   (e_b ~ H^T e_a)
+**   K (d_b, d_a) = argmin |E_b K - E_a|^2 + rb |K|^2   (e_a ~ K^T e_b)
+** with ra = lambda trace(E_a^T E_a) / d_a (rb likewise). The steered
+** embedding (I + eps W) e_a maps to H^T (I + eps W) e_a, which is
+** (I + eps W') e_b for W' = H^T W K^T, so P1' = H^T P1 and P2' = K P2
+** (n_embd b, rank): still rank r. With method HTWH, W' = H^T W H (P2' =
+** H^T P2): the same when H is orthogonal, off by the square of the scale
+** when the embeddings' scales differ. eps0 is kept; the source is set to
+** b (name, hash) and a data string naming a. */
+enum { TIDE_STEER_TRANSFER_FIT2 = 0, TIDE_STEER_TRANSFER_HTWH = 1 };
+
+typedef struct {
+  double lambda;   /* relative ridge (default 1e-3); 0: none (may fail) */
+  int method;      /* TIDE_STEER_TRANSFER_FIT2 (default) or _HTWH */
+} tide_steer_transfer_params;
+
+tide_steer_transfer_params tide_steer_transfer_default_params(void);
+
+typedef struct {
+  int32_t n_shared;      /* tokens matched */
+  int32_t d_a, d_b;      /* n_embd of a and b */
+  int underdetermined;   /* n_shared < max(d_a, d_b): only the ridge makes
+                            the fits unique; expect a poor transfer */
+  double ridge_a, ridge_b;   /* absolute ridges added to the diagonals */
+  double residual_ab;    /* |E_a H - E_b|_F / |E_b|_F on the shared tokens */
+  double residual_ba;    /* |E_b K - E_a|_F / |E_a|_F */
+} tide_steer_transfer_info;
+
+/* Writes the transferred steer to *out (new, reference 1, on a's env) and,
+** when info is not NULL, the fit's numbers. p NULL: defaults. TIDE_ERR_ARG
+** for a steer whose n_embd is not a's, a model without weights, lambda < 0
+** or not finite, a bad method; TIDE_ERR_STATE for no shared tokens, a Gram
+** matrix that is not positive definite (lambda 0 with too few tokens), or a
+** non-finite result. Allocates O(d_a^2 + d_b^2 + d_a d_b) doubles; time
+** O(n_shared (d_a + d_b)^2 + d^3) (seconds for d = 2048). */
+int tide_steer_transfer(const tide_model *a, const tide_model *b, const tide_steer *w,
+                        const tide_steer_transfer_params *p, tide_steer **out,
+                        tide_steer_transfer_info *info);
 
 /* ---------------------------------------------------------------- training (steer) */
 

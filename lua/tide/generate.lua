@@ -20,7 +20,7 @@ local function check_opts(session, opts, name)
   end
   local mt = opts.max_tokens
   if mt ~= nil then
-    local room = session.model.n_ctx - session.pos
+    local room = session.model.n_ctx - session.n_pre - session.pos
     if math.type(mt) ~= "integer" or mt < 0 then
       error(string.format("%s: max_tokens must be a non-negative integer, got %s", name, tostring(mt)), 3)
     elseif mt > room then
@@ -63,7 +63,7 @@ function M.stepper(session, opts)
   if type(stops) == "string" then stops = { stops } end
   stops = stops or {}
   local matcher = opts.constraint and opts.constraint:matcher(model)
-  local max_tokens = opts.max_tokens or math.min(128, session.model.n_ctx - session.pos)
+  local max_tokens = opts.max_tokens or math.min(128, session.model.n_ctx - session.n_pre - session.pos)
   local detok = model.h:detok_stream()
   local info = { tokens = {}, logprobs = opts.logprobs and {} or nil, top = opts.top and {} or nil,
                  n_tokens = 0, stop_reason = nil, text = "" }

@@ -41,5 +41,6 @@ tide.steer = require "tide.steer"
 tide.lens = tide.steer.lens
 tide.selfie = require "tide.selfie"
 tide.vector = core.vector
+tide.prefix = require "tide.prefix" -- prefix tuning (docs/steering.md)
 
 return tide

@@ -96,17 +96,23 @@ end
 --- A GGUF metadata value by key (nil if absent); arrays come as tables.
 function Model:meta(key) return self.h:meta(key) end
 
-local SESSION_OPTS = { seed = true }
+local SESSION_OPTS = { seed = true, prefix = true }
 
---- A new session (an empty sequence in the model's cache).
+--- A new session (an empty sequence in the model's cache). opts.seed;
+-- opts.prefix: a tide.prefix object the session starts with (set_prefix).
 function Model:session(opts)
   opts = opts or {}
   for k in pairs(opts) do
     if not SESSION_OPTS[k] then error(string.format("session: unknown option '%s'", tostring(k)), 2) end
   end
   local ctx = self:context()
-  return setmetatable({ model = self, ctx = ctx, seq = ctx:seq_new(), tokens = {},
-                        seed = opts.seed or 0, forks = 0 }, Session)
+  local s = setmetatable({ model = self, ctx = ctx, seq = ctx:seq_new(), tokens = {},
+                           seed = opts.seed or 0, forks = 0, n_pre = 0 }, Session)
+  if opts.prefix then
+    local ok, err = pcall(s.set_prefix, s, opts.prefix)
+    if not ok then s:close(); error(err, 2) end
+  end
+  return s
 end
 
 --- Work counters of the model's context: { decodes, rows, logit_rows }.
@@ -142,6 +148,8 @@ function Session.__tostring(self)
   return string.format("tide.Session(seq %s, pos %d)", tostring(rawget(self, "seq")), #self.tokens)
 end
 
+Session.n_pre = 0 -- cache positions before the tokens (a prefix's), for sessions made anywhere
+
 function Session:_live()
   if not self.seq then error("attempt to use a closed session", 3) end
   return self.seq
@@ -174,7 +182,7 @@ function Session:logits()
   if self.gen ~= self.model.gen then
     -- another session decoded since: recompute the last position (one token)
     local last = self.tokens[#self.tokens]
-    self.ctx:truncate(self.seq, #self.tokens - 1)
+    self.ctx:truncate(self.seq, self.n_pre + #self.tokens - 1)
     self.tokens[#self.tokens] = nil
     self:feed({ last })
   end
@@ -190,7 +198,7 @@ function Session:fork(n)
     local child = setmetatable({ model = self.model, ctx = self.ctx, seq = self.ctx:fork(seq),
                                  tokens = table.move(self.tokens, 1, #self.tokens, 1, {}),
                                  seed = self.seed * 1000003 + self.forks, forks = 0,
-                                 gen = self.gen, row = self.row,
+                                 gen = self.gen, row = self.row, n_pre = self.n_pre,
                                  _steer = self._steer }, Session) -- [steer] the core copies the set too
     return child
   end
@@ -235,9 +243,26 @@ function Session:rewind(pos)
   if math.type(pos) ~= "integer" or pos < 0 or pos > #self.tokens then
     error(string.format("rewind: position %s out of range 0..%d", tostring(pos), #self.tokens), 2)
   end
-  self.ctx:truncate(seq, pos)
+  self.ctx:truncate(seq, self.n_pre + pos)
   for i = #self.tokens, pos + 1, -1 do self.tokens[i] = nil end
   self.gen = nil
+  return self
+end
+
+--- Starts an empty session with a prefix (tide.prefix.load): its k learned
+-- K/V rows take cache positions 0..k-1 and the tokens follow at k.. (the
+-- session's pos still counts tokens only). Forks share the prefix.
+function Session:set_prefix(p)
+  local seq = self:_live()
+  if getmetatable(p) ~= require("tide.prefix").Prefix then
+    error("set_prefix: a tide.prefix object expected, got " .. type(p), 2)
+  end
+  if #self.tokens > 0 or self.n_pre > 0 then
+    error("set_prefix: the session is not empty (set the prefix before the first feed)", 2)
+  end
+  p:apply(self.ctx, seq)
+  self.n_pre = p.n_tokens
+  self.prefix = p -- kept alive beside the session
   return self
 end
 
@@ -266,6 +291,12 @@ function Model:control_vector(cv, opts) return require("tide.steer").model_cvec(
 function Model:project(vec, opts) return require("tide.steer").project(self, vec, opts) end
 function Session:steer(set) return require("tide.steer").session_steer(self, set) end
 function Session:hidden(layer) return require("tide.steer").hidden(self, layer) end
+--- The model's hash (tide_model_hash, 16 hex digits): what steer files
+-- record as their base. Reads every weight once; then cached.
+function Model:hash()
+  if not self._hash then self._hash = core.model_hash(self.h) end
+  return self._hash
+end
 -- [/steer]
 
 Model.Session = Session

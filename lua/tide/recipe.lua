@@ -242,7 +242,7 @@ function M.feed(session, text, room)
   local tok_opts = { special = true }
   if session.pos > 0 then tok_opts.bos = false end
   local ids = model:tokenize(text, tok_opts)
-  local need = session.pos + #ids + (room or 0)
+  local need = session.n_pre + session.pos + #ids + (room or 0)
   if need > model.n_ctx then
     error(string.format("prompt of %d tokens plus %d to generate does not fit the context (n_ctx %d): " ..
                         "shorten it, lower max_tokens or raise --n-ctx", session.pos + #ids, room or 0, model.n_ctx), 0)

@@ -24,16 +24,51 @@ local function wrap(h, model, where)
   end
   serial = serial + 1
   return setmetatable({ h = h, model = model, n_embd = info.n_embd, rank = info.rank,
-                        eps0 = info.eps0, id = serial }, Steer)
+                        eps0 = info.eps0, id = serial, base_name = info.base_name,
+                        base_hash = info.base_hash, data = info.data }, Steer)
+end
+
+local function check_opts(opts, allowed, where)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(string.format("%s: options table expected, got %s", where, type(opts)), 3) end
+  for k in pairs(opts) do
+    if not allowed[k] then error(string.format("%s: unknown option '%s'", where, tostring(k)), 3) end
+  end
+  return opts
 end
 
 --- Loads a steer file (what recipes/steer_train.lua and the frozen trainer
--- write) for model (its n_embd must match). Raises on failure.
-function M.load(path, model)
+-- write) for model (its n_embd must match). A file that records its base
+-- model's hash (w.base_hash) loads only for a model of that hash (m:hash())
+-- unless opts.force; files without one load for any model of the same
+-- n_embd. Raises on failure.
+function M.load(path, model, opts)
   if type(path) ~= "string" then error("steer.load: path (string) expected", 2) end
+  opts = check_opts(opts, { force = true }, "steer.load")
   local h, msg = core.steer_load(path)
   if not h then error(msg, 2) end
+  local info = h:info()
+  if model and info.base_hash and not opts.force and info.base_hash ~= model:hash() then
+    h:close()
+    error(string.format("steer.load: '%s' was trained on '%s' (hash %s), the model is '%s' (hash %s); "
+                        .. "pass { force = true } to load it anyway", path, info.base_name or "?",
+                        info.base_hash, model.info.name or "?", model:hash()), 2)
+  end
   return wrap(h, model, "steer.load")
+end
+
+--- Transfers steer w of model_a to model_b (docs/steering.md, "Transferring
+-- a steer"): ridge fits between the two output-embedding matrices on their
+-- shared tokens. opts: lambda (relative ridge, 1e-3), method ("fit2", or
+-- "htwh" for W' = H^T W H). Returns the new steer (for model_b) and
+-- { n_shared, d_a, d_b, underdetermined, ridge_a, ridge_b, residual_ab,
+-- residual_ba }. Raises on failure (e.g. no shared tokens).
+function M.transfer(w, model_a, model_b, opts)
+  opts = check_opts(opts, { lambda = true, method = true }, "steer.transfer")
+  if getmetatable(w) ~= Steer then error("steer.transfer: a steer expected, got " .. tostring(w), 2) end
+  if not w.h then error("steer.transfer: the steer is closed", 2) end
+  local h, info = core.steer_transfer(w.h, model_a.h, model_b.h, opts.lambda, opts.method)
+  return wrap(h, model_b, "steer.transfer"), info
 end
 
 --- A steer from P1, P2: vectors or arrays of n_embd*rank numbers, row-major
@@ -248,7 +283,7 @@ function M.hidden(session, layer)
   local ok, err = pcall(function()
     local t = session.tokens
     local last = t[#t]
-    ctx:truncate(seq, #t - 1)
+    ctx:truncate(seq, session.n_pre + #t - 1)
     t[#t] = nil
     session:feed({ last })
   end)

@@ -360,7 +360,7 @@ static void test_steer_files(void) {
   CHECK(tide_trainer_set_steer_eps(tr, -2e-3f) == TIDE_OK);
   CHECK(tide_trainer_set_steer_eps(tr, INFINITY) == TIDE_ERR_ARG);
   CHECK(tide_trainer_set_steer_eps(tr, 2e-3f) == TIDE_OK);
-  tide_trainer_save_params sp = { "unit", NULL, NULL, 0 };
+  tide_trainer_save_params sp = { "unit", NULL, NULL, 0, NULL };
   CHECK(tide_trainer_save(tr, tmp("tr.gguf"), &sp) == TIDE_OK);
   tide_steer *s = NULL;
   CHECK(tide_steer_load(env, tmp("tr.gguf"), &s) == TIDE_OK);

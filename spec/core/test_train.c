@@ -551,7 +551,7 @@ static void check_save_load(tide_env *env, int tied) {
     CHECK(tide_trainer_step(tr, tok, 4, TT, NULL) == TIDE_OK);
   }
   tide_trainer_vocab v = tiny_vocab();
-  tide_trainer_save_params sp = { "tiny", NULL, &v, 0 };
+  tide_trainer_save_params sp = { "tiny", NULL, &v, 0, NULL };
   const char *path = tmp_path(tied ? "tied.gguf" : "untied.gguf");
   int st = tide_trainer_save(tr, path, &sp);
   CHECKF(st == TIDE_OK, "save: %s", tide_env_errmsg(env));
@@ -631,7 +631,7 @@ static void test_resume(void) {
   tide_trainer *a = NULL, *b = NULL;
   CHECK(tide_trainer_new(env, &p, &a) == TIDE_OK);
   tide_trainer_vocab v = tiny_vocab();
-  tide_trainer_save_params sp = { "ckpt", NULL, &v, 1 };
+  tide_trainer_save_params sp = { "ckpt", NULL, &v, 1, NULL };
   const char *path = tmp_path("ckpt.gguf");
   double la[20], lb[20];
   int32_t tok[4 * TT];
@@ -687,7 +687,7 @@ static tide_model *tiny_model(tide_env *env, const char *name, int tied) {
   tide_trainer_new(env, &p, &tr);
   scale_weights(tr, 15.0f);
   tide_trainer_vocab v = tiny_vocab();
-  tide_trainer_save_params sp = { "base", NULL, &v, 0 };
+  tide_trainer_save_params sp = { "base", NULL, &v, 0, NULL };
   tide_model *m = NULL;
   if (tide_trainer_save(tr, tmp_path(name), &sp) == TIDE_OK)
     tide_model_load(env, tmp_path(name), NULL, &m);
@@ -732,7 +732,7 @@ static void test_frozen_steer(void) {
   CHECK(tr->p1[0] != p10);
   CHECK(((const float *)m->layers[0].w_up.data)[5] == w0);
   /* the steer file round-trips through resume */
-  tide_trainer_save_params sp = { "steer", NULL, NULL, 1 };
+  tide_trainer_save_params sp = { "steer", NULL, NULL, 1, NULL };
   const char *path = tmp_path("steer.gguf");
   CHECK(tide_trainer_save(tr, path, &sp) == TIDE_OK);
   tide_trainer *t2 = NULL;
