@@ -9,12 +9,13 @@
 -- --html PATH, as an HTML page with the same highlighting.
 --
 -- Options: --model M (required), --k N (3 directions), --top N (10 tokens),
---   --text T, --eps E, --html PATH, --no-color, --help.
+--   --text T, --eps E, --html PATH, --no-color, --force (a steer recorded for
+--   another base model), --help.
 local tide = require "tide"
 
 local function usage()
   print("usage: tide recipes/steer_explain.lua STEER.gguf --model M [--k N] [--top N] [--text T] [--eps E]\n" ..
-        "       [--html PATH] [--no-color]")
+        "       [--html PATH] [--no-color] [--force]")
 end
 
 local opt, files = { k = 3, top = 10, color = true }, {}
@@ -25,6 +26,7 @@ do
     local key = a:match("^%-%-(.+)$")
     if a == "--help" or a == "-h" then usage() return
     elseif a == "--no-color" then opt.color = false
+    elseif a == "--force" then opt.force = true
     elseif key == "model" or key == "text" or key == "html" then i = i + 1; opt[key] = arg[i]
     elseif key == "k" or key == "top" or key == "eps" then i = i + 1; opt[key] = tonumber(arg[i])
     elseif key then io.stderr:write("steer_explain: unknown option --" .. key .. "\n") os.exit(2)
@@ -35,7 +37,7 @@ end
 if #files ~= 1 or not opt.model then usage() os.exit(2) end
 
 local m <close> = tide.load(opt.model)
-local w <close> = tide.steer.load(files[1], m)
+local w <close> = tide.steer.load(files[1], m, { force = opt.force })
 print(string.format("%s: rank %d, eps0 %g", files[1], w.rank, w.eps0))
 
 -- 1. directions and their tokens

@@ -484,6 +484,7 @@ static void test_forks_and_errors(void) {
   CHECK(tide_trainer_save(tr, path, &sp) == TIDE_OK);
   tide_prefix *px = NULL;
   CHECK(tide_prefix_load(env, path, &px) == TIDE_OK);
+  remove(path);
   if (!px) { tide_trainer_free(tr); tide_model_free(m); tide_model_free(m3); tide_env_free(env); return; }
   tide_ctx_params cp = tide_ctx_default_params();
   cp.n_ctx = 40, cp.n_cells = 160, cp.kv_type = TIDE_F32;
