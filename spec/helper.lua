@@ -24,4 +24,13 @@ function M.ints(path)
   return t
 end
 
+--- Whether two logits views (0-based, equal length) hold the same floats;
+-- false and the first differing id otherwise.
+function M.same_bits(a, b)
+  for i = 0, #a - 1 do
+    if a[i] ~= b[i] then return false, i end
+  end
+  return true
+end
+
 return M

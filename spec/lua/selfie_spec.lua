@@ -3,15 +3,11 @@
 -- one), and SelfIE's interpretation with relevancy scores, on the bundled
 -- model (always in the repository).
 local tide = require "tide"
+local H = require "helper"
 
 local MODEL = "models/tide-small.gguf"
 
-local function same_bits(a, b)
-  for i = 0, #a - 1 do
-    if a[i] ~= b[i] then return false, i end
-  end
-  return true
-end
+local same_bits = H.same_bits
 
 describe("tide.selfie", function()
   local m

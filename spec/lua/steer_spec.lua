@@ -18,12 +18,7 @@ local function rand_steer(m, r, s, seed)
   return tide.steer.new(m, r, p1, p2), p1, p2
 end
 
-local function same_bits(a, b)
-  for i = 0, #a - 1 do
-    if a[i] ~= b[i] then return false, i end
-  end
-  return true
-end
+local same_bits = H.same_bits
 
 local function max_diff(a, b)
   local mx = 0
