@@ -46,43 +46,23 @@ tide.steer.print_explain(w:explain(math.min(math.tointeger(opt.k) or 3, w.rank),
 -- 2. per-token highlighting of a text
 if not opt.text then return end
 local eps = opt.eps or 5 * (w.eps0 ~= 0 and w.eps0 or 1)
-local shift = tide.steer.token_shift(m, w, eps, opt.text)
-local big = 1e-9
-for _, t in ipairs(shift) do big = math.max(big, math.abs(t.delta)) end
-
--- terminal: 24-bit background, strength by |delta| / max |delta|
-local function ansi(t)
-  if not opt.color then return string.format("%s[%+.2f]", t.piece, t.delta) end
-  local a = math.floor(40 + 200 * math.abs(t.delta) / big)
-  local bg = t.delta >= 0 and string.format("48;2;0;%d;0", a) or string.format("48;2;%d;0;0", a)
-  return string.format("\27[%sm%s\27[0m", bg, t.piece)
-end
+local line, shift = w:highlight(opt.text, { eps = eps, color = opt.color })
 print(string.format("\ntoken log-probability shift at eps %g (steered - unsteered):", eps))
-local parts = {}
-for i, t in ipairs(shift) do parts[i] = ansi(t) end
-print(table.concat(parts))
-table.sort(shift, function(a, b) return math.abs(a.delta) > math.abs(b.delta) end)
-for i = 1, math.min(5, #shift) do
-  print(string.format("  %-16s %+.3f  (%.3f -> %.3f)", string.format("%q", shift[i].piece), shift[i].delta,
-                      shift[i].base, shift[i].steered))
+print(line)
+local order = table.move(shift, 1, #shift, 1, {})
+table.sort(order, function(a, b) return math.abs(a.delta) > math.abs(b.delta) end)
+for i = 1, math.min(5, #order) do
+  print(string.format("  %-16s %+.3f  (%.3f -> %.3f)", string.format("%q", order[i].piece), order[i].delta,
+                      order[i].base, order[i].steered))
 end
 
 if opt.html then
   local ents = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }
-  local esc = function(s) return (s:gsub("[&<>\"]", ents)) end
-  local shifted = tide.steer.token_shift(m, w, eps, opt.text) -- text order again
   local f = assert(io.open(opt.html, "wb"))
   f:write("<!doctype html><meta charset=utf-8><title>steer explain</title>\n",
-          "<p>", esc(files[1]), " at eps ", tostring(eps),
+          "<p>", (files[1]:gsub("[&<>\"]", ents)), " at eps ", tostring(eps),
           ": green = likelier under the steer, red = less likely</p>\n",
-          "<pre style='font-size:16px;white-space:pre-wrap'>")
-  for _, t in ipairs(shifted) do
-    local a = math.abs(t.delta) / big
-    local rgb = t.delta >= 0 and "0,160,0" or "200,0,0"
-    f:write(string.format("<span title='%+.3f' style='background:rgba(%s,%.2f)'>%s</span>", t.delta, rgb, a,
-                          esc(t.piece)))
-  end
-  f:write("</pre>\n")
+          (w:highlight(opt.text, { eps = eps, html = true })), "\n")
   f:close()
   print("wrote " .. opt.html)
 end

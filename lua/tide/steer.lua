@@ -124,6 +124,46 @@ function Steer:explain(k, opts)
   return out
 end
 
+--- Per-token highlighting: how much the steer at eps (default 5 * eps0)
+-- moves each token of text (log-probability steered - unsteered, from
+-- M.token_shift). Returns a string: by default for a terminal (24-bit
+-- background, green = likelier under the steer, red = less likely,
+-- strength by |delta| / the largest |delta|), with opts.color = false the
+-- pieces followed by [+0.12], with opts.html = true an HTML fragment (a
+-- <pre> of <span>s, each with its delta as a title). Also returns the
+-- shift list (token order).
+function Steer:highlight(text, opts)
+  opts = opts or {}
+  local model = self.model
+  if not model then error("highlight: the steer was loaded without a model", 2) end
+  local eps = opts.eps or 5 * (self.eps0 ~= 0 and self.eps0 or 1)
+  local shift = M.token_shift(model, self, eps, text)
+  local big = 1e-9
+  for _, t in ipairs(shift) do big = math.max(big, math.abs(t.delta)) end
+  local parts = {}
+  if opts.html then
+    local ents = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+    parts[1] = "<pre style='font-size:16px;white-space:pre-wrap'>"
+    for _, t in ipairs(shift) do
+      local rgb = t.delta >= 0 and "0,160,0" or "200,0,0"
+      parts[#parts + 1] = string.format("<span title='%+.3f' style='background:rgba(%s,%.2f)'>%s</span>", t.delta,
+                                        rgb, math.abs(t.delta) / big, (t.piece:gsub("[&<>\"']", ents)))
+    end
+    parts[#parts + 1] = "</pre>"
+  else
+    for _, t in ipairs(shift) do
+      if opts.color == false then
+        parts[#parts + 1] = string.format("%s[%+.2f]", t.piece, t.delta)
+      else
+        local a = math.floor(40 + 200 * math.abs(t.delta) / big)
+        local bg = t.delta >= 0 and string.format("48;2;0;%d;0", a) or string.format("48;2;%d;0;0", a)
+        parts[#parts + 1] = string.format("\27[%sm%s\27[0m", bg, t.piece)
+      end
+    end
+  end
+  return table.concat(parts), shift
+end
+
 local function show(piece)
   return (piece:gsub("[%c]", function(c) return string.format("\\x%02x", c:byte()) end))
 end
@@ -315,7 +355,8 @@ end
 -- table: the top token of the logit lens for every layer (rows, 0..n_layer)
 -- and position of text (columns), text fed after the session's tokens in a
 -- fork (the session is unchanged). opts: print (true), width (9), k (1),
--- write (io.write).
+-- write (io.write), color (false: true shades each cell by the top token's
+-- probability, a heat map for 24-bit terminals).
 function M.lens(session, text, opts)
   opts = opts or {}
   local model = session.model
@@ -348,7 +389,15 @@ function M.lens(session, text, opts)
     write(table.concat(line, " ") .. "\n")
     for l = nl, 0, -1 do
       line = { cell(tostring(l), 6) }
-      for i = 1, #ids do line[#line + 1] = cell(model:piece(res[l + 1][i].ids[1]), w) end
+      for i = 1, #ids do
+        local c = cell(model:piece(res[l + 1][i].ids[1]), w)
+        if opts.color then -- heat map: background by the top token's probability
+          local p = math.exp(res[l + 1][i].logprobs[1])
+          c = string.format("\27[48;2;%d;%d;%dm%s\27[0m", math.floor(20 + 60 * p), math.floor(20 + 100 * p),
+                            math.floor(40 + 200 * p), c)
+        end
+        line[#line + 1] = c
+      end
       write(table.concat(line, " ") .. "\n")
     end
   end

@@ -186,6 +186,25 @@ describe_fix("tide.steer (LM-Steer)", function()
     assert.are.equal(#m:tokenize("The cat sat on the mat") - 1, #shift)
     assert.is_true(math.abs(shift[1].delta - (shift[1].steered - shift[1].base)) < 1e-12)
   end)
+
+  it("highlights a text for the terminal and as HTML", function()
+    local text = "The cat <sat> & the mat"
+    local plain, shift = w:highlight(text, { eps = 4.0, color = false })
+    assert.are.same(tide.steer.token_shift(m, w, 4.0, text), shift)
+    local want = {}
+    for i, t in ipairs(shift) do want[i] = string.format("%s[%+.2f]", t.piece, t.delta) end
+    assert.are.equal(table.concat(want), plain)
+    local ansi = w:highlight(text, { eps = 4.0 })
+    local n = 0
+    for _ in ansi:gmatch("\27%[48;2;%d+;%d+;0m") do n = n + 1 end
+    assert.are.equal(#shift, n)
+    local html = w:highlight(text, { eps = 4.0, html = true })
+    assert.matches("^<pre", html)
+    assert.is_nil(html:find("<sat>", 1, true))
+    local spans = 0
+    for _ in html:gmatch("<span title='[-+]%d") do spans = spans + 1 end
+    assert.are.equal(#shift, spans)
+  end)
 end)
 
 describe_fix("tide.steer control vectors and introspection", function()
@@ -241,6 +260,14 @@ describe_fix("tide.steer control vectors and introspection", function()
     local kid <close> = s:fork()
     kid:feed(out.tokens)
     assert.are.equal(kid:logits():argmax(), last[#out.tokens].ids[1])
+    -- the heat map: one 24-bit background per cell, the same tokens
+    local heat = {}
+    tide.lens(s, " looks at layers", { color = true, write = function(x) heat[#heat + 1] = x end })
+    assert.are.equal(#lines, #heat)
+    local n = 0
+    for _ in heat[2]:gmatch("\27%[48;2;%d+;%d+;%d+m") do n = n + 1 end
+    assert.are.equal(#out.tokens, n)
+    assert.are.equal(lines[2], (heat[2]:gsub("\27%[[%d;]*m", "")))
   end)
 
   it("returns hidden states as vectors and projects them", function()
