@@ -8,6 +8,8 @@
 #define TIDE_TEST_H
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,19 +34,58 @@ static inline int check_(int ok, const char *what, const char *file, int line) {
   return ok;
 }
 
-/* A counting allocator (tide_alloc_fn): tests check that everything they
-** made is freed by asserting test_live_bytes == 0 afterwards. */
-static long long test_live_bytes __attribute__((unused));
-static inline void *test_count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  (void)ud;
+/* A checking allocator (tide_alloc_fn) for leak and out-of-memory tests.
+** ud is a test_allocator; zero-initialised it only counts. Every block keeps
+** a 16-byte header with its size, so a free or realloc whose osize is not the
+** block's size is counted in bad_size and fails the current test. live adds
+** up the sizes as the caller gives them, so a wrong osize also shows there.
+** Each call with nsize > 0 (an allocation or any realloc, shrinking too) is
+** one in n_alloc; the fail_at-th of them (1-based; 0: never) returns NULL,
+** which walks a constructor through every out-of-memory path in turn. */
+typedef struct {
+  long long live;  /* bytes allocated and not freed */
+  long blocks;     /* blocks allocated and not freed */
+  long n_alloc;    /* calls with nsize > 0, the failing one included */
+  long fail_at;    /* the call n_alloc == fail_at returns NULL; 0: never */
+  long bad_size;   /* frees and reallocs given a wrong osize */
+} test_allocator;
+
+#define TEST_ALLOC_HDR 16 /* keeps the blocks aligned as malloc's */
+_Static_assert(_Alignof(max_align_t) <= TEST_ALLOC_HDR, "TEST_ALLOC_HDR too small");
+
+static inline void *test_alloc_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
+  test_allocator *a = ud;
+  unsigned char *p = ptr ? (unsigned char *)ptr - TEST_ALLOC_HDR : NULL;
+  if (p) {
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    if (size != osize) {
+      a->bad_size++;
+      test_failed++;
+      fprintf(stderr, "FAIL %s: a block of %zu bytes freed or resized as %zu bytes\n",
+              test_current, size, osize);
+    }
+  }
   if (nsize == 0) {
-    if (p) test_live_bytes -= (long long)osize;
-    free(p);
+    if (p) { a->live -= (long long)osize; a->blocks--; free(p); }
     return NULL;
   }
-  void *q = realloc(p, nsize);
-  if (q) test_live_bytes += (long long)nsize - (long long)(p ? osize : 0);
-  return q;
+  if (++a->n_alloc == a->fail_at || nsize > SIZE_MAX - TEST_ALLOC_HDR) return NULL;
+  unsigned char *q = realloc(p, nsize + TEST_ALLOC_HDR);
+  if (!q) return NULL;
+  a->live += (long long)nsize - (long long)(p ? osize : 0);
+  if (!p) a->blocks++;
+  memcpy(q, &nsize, sizeof nsize);
+  return q + TEST_ALLOC_HDR;
+}
+
+/* The same with one shared state, for tests that only check for leaks:
+** they assert test_live_bytes == 0 once everything is freed. */
+static test_allocator test_counts __attribute__((unused));
+#define test_live_bytes (test_counts.live)
+static inline void *test_count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  (void)ud;
+  return test_alloc_fn(&test_counts, p, osize, nsize);
 }
 
 /* The shared fixtures folder, or NULL (tests then skip with a reason). */

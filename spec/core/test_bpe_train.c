@@ -19,34 +19,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Counting allocator: a header keeps each block's size so frees with a
-** wrong size are caught; fail_at > 0 makes that allocation (1-based) fail. */
-typedef struct {
-  long n_alloc, fail_at, bad_size;
-  size_t live;
-} counter;
-
-static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  counter *c = ud;
-  unsigned char *p = ptr ? (unsigned char *)ptr - 16 : NULL;
-  if (p) {
-    size_t old;
-    memcpy(&old, p, sizeof old);
-    if (old != osize) c->bad_size++;
-  }
-  if (nsize == 0) {
-    if (p) { c->live -= osize; free(p); }
-    return NULL;
-  }
-  c->n_alloc++;
-  if (c->fail_at > 0 && c->n_alloc == c->fail_at) return NULL;
-  unsigned char *q = realloc(p, nsize + 16);
-  if (!q) return NULL;
-  c->live += nsize - (p ? osize : 0);
-  memcpy(q, &nsize, sizeof nsize);
-  return q + 16;
-}
-
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -570,9 +542,9 @@ static void test_errors(void) {
 static void test_alloc_failures(void) {
   int done = 0, fails = 0, bad = 0;
   for (long k = 1; !done && k < 100000; k++) {
-    counter c = {0, k, 0, 0};
+    test_allocator c = { .fail_at = k };
     tide_env *env = NULL;
-    if (tide_env_new(&env, count_alloc, &c) != TIDE_OK) { fails++; continue; }
+    if (tide_env_new(&env, test_alloc_fn, &c) != TIDE_OK) { fails++; continue; }
     tide_bpe_trainer *tr = NULL;
     tide_gguf_writer *w = NULL;
     int st = tide_bpe_trainer_new(env, NULL, &tr);
@@ -592,7 +564,7 @@ static void test_alloc_failures(void) {
     tide_gguf_writer_free(w);
     tide_bpe_trainer_free(tr);
     tide_env_free(env);
-    CHECKF(c.live == 0 && c.bad_size == 0, "alloc %ld: %zu bytes live, %ld bad sizes", k, c.live,
+    CHECKF(c.live == 0 && c.bad_size == 0, "alloc %ld: %lld bytes live, %ld bad sizes", k, c.live,
            c.bad_size);
     if (c.live || c.bad_size) break;
   }

@@ -7,29 +7,12 @@
 #include "test.h"
 #include "tidei.h"
 
-typedef struct { long live_bytes, live_blocks, calls, fail_at; } counting;
-
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  counting *c = ud;
-  if (nsize == 0) {
-    if (p) { c->live_bytes -= (long)osize; c->live_blocks--; }
-    free(p);
-    return NULL;
-  }
-  if (++c->calls == c->fail_at) return NULL;
-  void *q = realloc(p, nsize);
-  if (!q) return NULL;
-  if (p) c->live_bytes -= (long)osize; else c->live_blocks++;
-  c->live_bytes += (long)nsize;
-  return q;
-}
-
 static void test_env_alloc_hook(void) {
-  counting c = { 0 };
+  test_allocator c = { 0 };
   tide_env *env = NULL;
-  CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_OK);
+  CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_OK);
   CHECK(env != NULL);
-  CHECK(c.live_blocks == 1);
+  CHECK(c.blocks == 1);
   char *s = tidei_strdup(env, "hello", 5);
   CHECK(s && strcmp(s, "hello") == 0);
   s = tidei_realloc(env, s, 6, 100);
@@ -37,21 +20,21 @@ static void test_env_alloc_hook(void) {
   tidei_free(env, s, 100);
   CHECK(tide_env_set_threads(env, 2) == TIDE_OK);
   tide_env_free(env);
-  CHECK(c.live_bytes == 0 && c.live_blocks == 0);
+  CHECK(c.live == 0 && c.blocks == 0);
 }
 
 static void test_env_nomem(void) {
-  counting c = { 0, 0, 0, 1 };
+  test_allocator c = { .fail_at = 1 };
   tide_env *env = (tide_env *)&c;
-  CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_ERR_NOMEM);
+  CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_ERR_NOMEM);
   CHECK(env == NULL);
-  c = (counting){ 0, 0, 0, 2 };
-  CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_OK);
+  c = (test_allocator){ .fail_at = 2 };
+  CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_OK);
   CHECK(tidei_alloc(env, 10) == NULL);
   CHECK(strstr(tide_env_errmsg(env), "out of memory") != NULL);
   CHECK(tidei_calloc(env, SIZE_MAX / 2, 4) == NULL);
   tide_env_free(env);
-  CHECK(c.live_bytes == 0);
+  CHECK(c.live == 0);
 }
 
 static void test_env_errors(void) {

@@ -14,25 +14,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Counts live bytes; fails the fail_at-th allocation (0: never). */
-typedef struct {
-  size_t live;
-  long count, fail_at;
-} talloc;
-
-static void *talloc_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
-  talloc *a = ud;
-  void *p;
-  if (nsize == 0) {
-    if (ptr) { a->live -= osize; free(ptr); }
-    return NULL;
-  }
-  if (++a->count == a->fail_at) return NULL;
-  p = realloc(ptr, nsize);
-  if (p) a->live += nsize - (ptr ? osize : 0);
-  return p;
-}
-
 static char tmp_path[256];
 
 static const char *tmpfile_name(const char *tag) {
@@ -675,11 +656,11 @@ static void test_nomem(void) {
   size_t size = 0;
   int done = 0, leaks = 0, bad = 0;
   for (long n = 1; n < 200 && !done; n++) {  /* writer */
-    talloc a = { 0, 0, 0 };
+    test_allocator a = { 0 };
     tide_env *env;
     int st;
-    if (tide_env_new(&env, talloc_fn, &a)) { bad++; break; }
-    a.count = 0;
+    if (tide_env_new(&env, test_alloc_fn, &a)) { bad++; break; }
+    a.n_alloc = 0;
     a.fail_at = n;
     st = build_small(env, path, 3, 64);
     if (st == TIDE_OK) done = 1;
@@ -695,14 +676,14 @@ static void test_nomem(void) {
     done = leaks = bad = 0;
     if (which == 1 && (!fx || access(fpath, R_OK) != 0)) break;
     for (long n = 1; n < 50 && !done; n++) {
-      talloc a = { 0, 0, 0 };
+      test_allocator a = { 0 };
       tide_env *env;
       tide_gguf *g = (tide_gguf *)1;
-      size_t base;
+      long long base;
       int st;
-      if (tide_env_new(&env, talloc_fn, &a)) { bad++; break; }
+      if (tide_env_new(&env, test_alloc_fn, &a)) { bad++; break; }
       base = a.live;
-      a.count = 0;
+      a.n_alloc = 0;
       a.fail_at = n;
       st = which ? tide_gguf_open(env, fpath, &g) : tide_gguf_open_memory(env, buf, size, &g);
       if (st == TIDE_OK) { done = 1; tide_env_free(env); tide_gguf_free(g); } /* env first */

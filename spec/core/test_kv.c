@@ -11,19 +11,6 @@
 
 enum { N_LAYER = 2, KV_DIM = 4, BLK = TIDEI_KV_BLOCK };
 
-static long long live_bytes;
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  (void)ud;
-  if (nsize == 0) {
-    if (p) live_bytes -= (long long)osize;
-    free(p);
-    return NULL;
-  }
-  void *q = realloc(p, nsize);
-  if (q) live_bytes += (long long)nsize - (long long)(p ? osize : 0);
-  return q;
-}
-
 static tide_env *env;
 
 /* A cache of n_cells positions (F32), n_ctx 256, 8 sequences. */
@@ -256,13 +243,13 @@ static void test_cycles(void) {
 }
 
 static void test_setup(void) {
-  live_bytes = 0;
-  CHECK(tide_env_new(&env, count_alloc, NULL) == TIDE_OK);
+  test_live_bytes = 0;
+  CHECK(tide_env_new(&env, test_count_alloc, NULL) == TIDE_OK);
 }
 
 static void test_no_leaks(void) {
   tide_env_free(env);
-  CHECK(live_bytes == 0);
+  CHECK(test_live_bytes == 0);
 }
 
 TEST_MAIN(test_setup, test_accounting, test_fork_shares, test_copy_on_write, test_full,

@@ -414,21 +414,6 @@ static void test_init_from_tokens(void) {
   tide_env_free(env);
 }
 
-/* Counting allocator that fails the fail_at-th allocation (0: never). */
-typedef struct { long long live; long calls, fail_at; } counting;
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  counting *c = ud;
-  if (nsize == 0) {
-    if (p) c->live -= (long long)osize;
-    free(p);
-    return NULL;
-  }
-  if (++c->calls == c->fail_at) return NULL;
-  void *q = realloc(p, nsize);
-  if (q) c->live += (long long)nsize - (long long)(p ? osize : 0);
-  return q;
-}
-
 /* tide_prefix_load under a failing allocator: clean failures, no leaks. */
 static void test_oom(void) {
   tide_env *env = NULL;
@@ -447,9 +432,9 @@ static void test_oom(void) {
   tide_env_free(env);
   int ok = 0;
   for (long n = 1; n < 200 && !ok; n++) {
-    counting c = { 0, 0, n };
+    test_allocator c = { .fail_at = n };
     tide_env *e = NULL;
-    if (tide_env_new(&e, count_alloc, &c) != TIDE_OK) continue;
+    if (tide_env_new(&e, test_alloc_fn, &c) != TIDE_OK) continue;
     tide_prefix *px = NULL;
     int st = tide_prefix_load(e, path, &px);
     CHECK(st == TIDE_OK || (st == TIDE_ERR_NOMEM && px == NULL));

@@ -9,23 +9,6 @@
 
 /* ---------------------------------------------------------------- fixtures */
 
-typedef struct { long live_bytes, live_blocks, calls, fail_at; } counting;
-
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  counting *c = ud;
-  if (nsize == 0) {
-    if (p) { c->live_bytes -= (long)osize; c->live_blocks--; }
-    free(p);
-    return NULL;
-  }
-  if (++c->calls == c->fail_at) return NULL;
-  void *q = realloc(p, nsize);
-  if (!q) return NULL;
-  if (p) c->live_bytes -= (long)osize; else c->live_blocks++;
-  c->live_bytes += (long)nsize;
-  return q;
-}
-
 static uint64_t trng_state = 12345;
 static uint64_t trng(void) { /* splitmix64: test data only */
   uint64_t z = (trng_state += 0x9e3779b97f4a7c15ULL);
@@ -738,29 +721,29 @@ static int build_all(tide_env *env, tide_sampler **s, tide_sampler **c) {
 }
 
 static void test_alloc(void) {
-  counting c = { 0 };
+  test_allocator c = { 0 };
   tide_env *env = NULL;
-  CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_OK);
+  CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_OK);
   tide_sampler *s = NULL, *k = NULL;
   CHECK(build_all(env, &s, &k) == TIDE_OK);
   float x[100];
   for (int i = 0; i < 100; i++) x[i] = (float)i / 50;
-  long calls = c.calls;
+  long calls = c.n_alloc;
   int32_t id;
   CHECK(tide_sampler_sample(k, x, &id) == TIDE_OK);
   CHECK(tide_sampler_apply(s, x) == TIDE_OK);
-  CHECK(c.calls == calls); /* sampling allocates nothing */
+  CHECK(c.n_alloc == calls); /* sampling allocates nothing */
   tide_env_free(env);      /* the samplers keep it alive */
   tide_sampler_free(s);
   tide_sampler_free(k);
-  CHECK(c.live_bytes == 0 && c.live_blocks == 0);
+  CHECK(c.live == 0 && c.blocks == 0);
 
   /* fail the n-th allocation, n = 1, 2, ... until everything succeeds */
   int ok = 0, leaks = 0, nulls = 0, steps = 0;
   for (long n = 1; !ok && n < 100; n++, steps++) {
-    c = (counting){ 0 };
-    CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_OK);
-    c.fail_at = c.calls + n;
+    c = (test_allocator){ 0 };
+    CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_OK);
+    c.fail_at = c.n_alloc + n;
     s = k = NULL;
     int r = build_all(env, &s, &k);
     if (r == TIDE_OK) ok = 1;
@@ -771,7 +754,7 @@ static void test_alloc(void) {
     tide_sampler_free(s);
     tide_sampler_free(k);
     tide_env_free(env);
-    leaks += c.live_bytes != 0 || c.live_blocks != 0;
+    leaks += c.live != 0 || c.blocks != 0;
   }
   CHECK(ok);
   CHECK(steps > 5);

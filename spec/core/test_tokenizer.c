@@ -17,34 +17,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Counting allocator: a header keeps each block's size so frees with a
-** wrong size are caught; fail_at > 0 makes that allocation (1-based) fail. */
-typedef struct {
-  long n_alloc, fail_at, bad_size;
-  size_t live;
-} counter;
-
-static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  counter *c = ud;
-  unsigned char *p = ptr ? (unsigned char *)ptr - 16 : NULL;
-  if (p) {
-    size_t old;
-    memcpy(&old, p, sizeof old);
-    if (old != osize) c->bad_size++;
-  }
-  if (nsize == 0) {
-    if (p) { c->live -= osize; free(p); }
-    return NULL;
-  }
-  c->n_alloc++;
-  if (c->fail_at > 0 && c->n_alloc == c->fail_at) return NULL;
-  unsigned char *q = realloc(p, nsize + 16);
-  if (!q) return NULL;
-  c->live += nsize - (p ? osize : 0);
-  memcpy(q, &nsize, sizeof nsize);
-  return q + 16;
-}
-
 static char *read_file(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -607,14 +579,14 @@ static void test_oom(void) {
   if (fd < 0) SKIP("mkstemp failed");
   close(fd);
   for (int spm = 0; spm < 2; spm++) {
-    counter c = {0, 0, 0, 0};
+    test_allocator c = { 0 };
     tide_env *env;
-    CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_OK);
+    CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_OK);
     vocab_opts o = spm ? good_spm() : good_bpe();
     tide_gguf *g = build_vocab(env, &o, path);
     CHECK(g != NULL);
     if (!g) { tide_env_free(env); continue; }
-    size_t base = c.live;
+    long long base = c.live;
     int fails = 0, leaks = 0, done = 0;
     for (long k = 1; k < 100000 && !done; k++) {
       c.n_alloc = 0;
@@ -650,15 +622,15 @@ static void test_oom(void) {
 
 /* The tokenizer keeps its gguf (and env) alive: free order does not matter. */
 static void test_lifetime(void) {
-  counter c = {0, 0, 0, 0};
+  test_allocator c = { 0 };
   tide_env *env;
-  tide_env_new(&env, count_alloc, &c);
+  tide_env_new(&env, test_alloc_fn, &c);
   tide_tokenizer *tok = open_vocab(env, "ggml-vocab-gpt-2.gguf");
   if (!tok) { tide_env_free(env); SKIP("fixtures absent"); }
   tide_env_free(env);
   int32_t ids[8];
   CHECK(tokenize(tok, "Hello world", 11, 0, 0, ids, 8) == 2);
-  size_t live = c.live;
+  long long live = c.live;
   CHECK(tokenize(tok, "Hello world", 11, 0, 0, ids, 8) == 2);
   CHECK(c.live == live); /* tokenize frees all it takes */
   tide_tokenizer_free(tok);

@@ -23,22 +23,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Counting allocator that fails the fail_at-th allocation (0: never). */
-typedef struct { long long live; long calls, fail_at; } counting;
-
-static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
-  counting *c = ud;
-  if (nsize == 0) {
-    if (p) c->live -= (long long)osize;
-    free(p);
-    return NULL;
-  }
-  if (++c->calls == c->fail_at) return NULL;
-  void *q = realloc(p, nsize);
-  if (q) c->live += (long long)nsize - (long long)(p ? osize : 0);
-  return q;
-}
-
 static uint64_t rng_state = 12345;
 static uint64_t rnd(void) {
   uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
@@ -820,15 +804,15 @@ static void test_fixture_models(void) {
 /* ---------------------------------------------------------------- memory */
 
 static void test_oom(void) {
-  counting c = { 0, 0, 0 };
+  test_allocator c = { 0 };
   tide_env *env = NULL;
-  CHECK(tide_env_new(&env, count_alloc, &c) == TIDE_OK);
+  CHECK(tide_env_new(&env, test_alloc_fn, &c) == TIDE_OK);
   tide_trainer_params p = tiny_params(0);
   long long base = c.live;
   int ok = 0, n;
   for (n = 1; n < 200 && !ok; n++) {
     tide_trainer *tr = NULL;
-    c.calls = 0, c.fail_at = n;
+    c.n_alloc = 0, c.fail_at = n;
     int st = tide_trainer_new(env, &p, &tr);
     c.fail_at = 0;
     if (st == TIDE_OK) {
