@@ -17,12 +17,6 @@
 
 #include "tokenizer.h"
 
-/* tokenizer_bpe.c's RE_GPT2 for pre "gpt-2" (PCRE2's \s lacks U+0085). */
-#define WS "\\s\\x{85}"
-static const char re_gpt2[] =
-  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|[" WS
-  "]+(?![^" WS "])";
-
 #define PROGRESS_EVERY 32 /* tokens between progress calls */
 
 typedef struct {
@@ -107,7 +101,7 @@ static int compile_regex(tide_bpe_trainer *tr) {
   if (!cc) return tidei_error(tr->env, TIDE_ERR_NOMEM, "out of memory (regex context)");
   int err;
   PCRE2_SIZE off;
-  tr->re = pcre2_compile((PCRE2_SPTR)re_gpt2, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+  tr->re = pcre2_compile((PCRE2_SPTR)tidei_re_gpt2, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
                          &err, &off, cc);
   pcre2_compile_context_free(cc);
   if (!tr->re) {

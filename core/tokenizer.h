@@ -103,6 +103,10 @@ typedef struct {
 } tidei_tok_run;
 
 /* tokenizer.c */
+/* The pre-tokenizer regex of tokenizer.ggml.pre "gpt-2" (tokenizer_bpe.c),
+** which the BPE trainer (bpe_train.c) splits with too. */
+extern const char tidei_re_gpt2[];
+
 int32_t tidei_tok_find(const tide_tokenizer *t, const char *s, size_t n);
 int tidei_tok_grow(tide_env *env, void **p, size_t *cap, size_t need,
                    size_t elem);

@@ -32,6 +32,8 @@
   "\\p{L}+|" num "| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|[" WS "]*[\\r\\n]+|[" WS       \
   "]+(?![^" WS "])|[" WS "]+"
 
+const char tidei_re_gpt2[] = RE_GPT2;
+
 enum { SET_DEFAULT, SET_GPT2, SET_LLAMA3, SET_QWEN2, SET_STARCODER, SET_FALCON };
 
 static const char *const re_sets[][TIDEI_TOK_MAX_RE + 1] = {
