@@ -61,7 +61,7 @@ static int scratch_specs(tide_ctx *c, scratch_spec *s) {
   s[n++] = (scratch_spec){ (void **)&c->att_scores, nt * att_floats(m, c->n_ctx) * f };
   s[n++] = (scratch_spec){ (void **)&c->row_ids, nb * sizeof(int32_t) };
   s[n++] = (scratch_spec){ (void **)&c->out_rows, nb * sizeof(int32_t) };
-  s[n++] = (scratch_spec){ (void **)&c->logits, nb * (size_t)m->n_vocab * f };
+  s[n++] = (scratch_spec){ (void **)&c->logits, (size_t)c->n_outputs * (size_t)m->n_vocab * f };
   return n;
 }
 
@@ -115,6 +115,10 @@ static int ctx_params(tide_model *m, const tide_ctx_params *in, tide_ctx_params 
   if (p->kv_type != TIDE_F16 && p->kv_type != TIDE_F32)
     return tidei_error(env, TIDE_ERR_ARG, "ctx_new: kv_type %d, expected f16 or f32",
                        p->kv_type);
+  if (p->n_outputs == 0) p->n_outputs = p->n_batch;
+  if (p->n_outputs < 1 || p->n_outputs > p->n_batch)
+    return tidei_error(env, TIDE_ERR_ARG, "ctx_new: n_outputs %d out of range 1..%d (n_batch)",
+                       (int)p->n_outputs, (int)p->n_batch);
   return TIDE_OK;
 }
 
@@ -133,6 +137,7 @@ int tide_ctx_new(tide_model *m, const tide_ctx_params *params, tide_ctx **out) {
   c->m = m;
   c->n_ctx = p.n_ctx;
   c->n_batch = p.n_batch;
+  c->n_outputs = p.n_outputs;
   c->mm_scratch_size = max_size(matmul_scratch(m, p.n_batch), 64);
   /* every scratch size below is bounded: n_batch, n_ctx <= 2^24 and the model's
   ** dimensions are backed by tensors in the file */
@@ -489,6 +494,11 @@ static int decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n) {
     if (rows[i].token < 0 || rows[i].token >= m->n_vocab)
       return tidei_error(env, TIDE_ERR_ARG, "row %d: token %d out of range [0, %d)",
                          (int)i, (int)rows[i].token, (int)m->n_vocab);
+  int32_t n_want = 0;
+  for (int32_t i = 0; i < n; i++) n_want += rows[i].logits != 0;
+  if (n_want > ctx->n_outputs)
+    return tidei_error(env, TIDE_ERR_ARG, "decode: %d rows want logits, the context has room "
+                       "for %d (n_outputs)", (int)n_want, (int)ctx->n_outputs);
   int st = tidei_inject_check(ctx, n);
   if (st) return st;
   st = tidei_kv_begin(&ctx->kv, rows, n);

@@ -80,6 +80,7 @@ struct tide_ctx {
   tide_env *env;
   tide_model *m;            /* referenced */
   int32_t n_ctx, n_batch;
+  int32_t n_outputs;        /* max logits rows of one decode (<= n_batch) */
   tidei_kv kv;              /* cache, sequences, block tables */
 
   /* scratch for tide_decode, sized for n_batch rows at creation */

@@ -15,9 +15,9 @@ tide_ctx *lt_checkctx(lua_State *L, int idx, lt_ctx **box) {
   return b->ctx;
 }
 
-/* model:context([{n_ctx, n_cells, n_seq_max, n_batch, kv_type}]) */
+/* model:context([{n_ctx, n_cells, n_seq_max, n_batch, n_outputs, kv_type}]) */
 static int l_context(lua_State *L) {
-  static const char *const opts[] = { "n_ctx", "n_cells", "n_seq_max", "n_batch", "kv_type", NULL };
+  static const char *const opts[] = { "n_ctx", "n_cells", "n_seq_max", "n_batch", "n_outputs", "kv_type", NULL };
   tide_model *m = lt_checkmodel(L, 1);
   lt_checkopts(L, 2, opts);
   tide_ctx_params p = tide_ctx_default_params();
@@ -25,6 +25,7 @@ static int l_context(lua_State *L) {
   p.n_cells = (int32_t)lt_optint(L, 2, "n_cells", p.n_cells);
   p.n_seq_max = (int32_t)lt_optint(L, 2, "n_seq_max", p.n_seq_max);
   p.n_batch = (int32_t)lt_optint(L, 2, "n_batch", p.n_batch);
+  p.n_outputs = (int32_t)lt_optint(L, 2, "n_outputs", p.n_outputs);
   if (!lua_isnoneornil(L, 2) && lua_getfield(L, 2, "kv_type") != LUA_TNIL) {
     const char *t = luaL_checkstring(L, -1);
     if (!strcmp(t, "f16")) p.kv_type = TIDE_F16;

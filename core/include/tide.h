@@ -314,6 +314,12 @@ typedef struct {
   int32_t n_seq_max; /* max live sequences (default 64) */
   int32_t n_batch;   /* max rows per tide_decode call (default 512) */
   int kv_type;       /* TIDE_F16 (default, as llama.cpp) or TIDE_F32 */
+  int32_t n_outputs; /* max rows of one tide_decode that want logits
+                        (0 = n_batch). The logits buffer is n_outputs x
+                        n_vocab floats: at n_batch 512 and a 150k
+                        vocabulary that is 300 MB, so an engine that only
+                        ever samples a few sequences at a time sets this
+                        low. A decode asking for more is TIDE_ERR_ARG. */
 } tide_ctx_params;
 
 tide_ctx_params tide_ctx_default_params(void);
@@ -343,8 +349,9 @@ typedef struct {
   int32_t logits;  /* nonzero: compute this row's logits */
 } tide_batch_row;
 
-/* Runs the model over n rows (1..n_batch) in one pass over the weights.
-** On failure (bad row, cache full, cancelled) no sequence changes. */
+/* Runs the model over n rows (1..n_batch, at most n_outputs of them asking
+** for logits) in one pass over the weights. On failure (bad row, cache
+** full, cancelled) no sequence changes. */
 int tide_decode(tide_ctx *ctx, const tide_batch_row *rows, int32_t n);
 
 /* Logits (n_vocab floats) of the i-th row of the last decode that asked for

@@ -14,8 +14,10 @@ local tide = {
 
 --- Loads a GGUF model. Raises on failure with the core's message.
 -- opts: threads, n_ctx (positions per sequence), n_cells (KV cache budget in
--- positions, shared by all sessions), n_seq_max, n_batch, kv_type ("f16" or
--- "f32"), vocab_only (tokenizer only).
+-- positions, shared by all sessions), n_seq_max, n_batch, n_outputs (rows
+-- of one decode that may want logits: the logits buffer's height; scoring
+-- and all-logits feeds need up to 256, m:step one per session), kv_type
+-- ("f16" or "f32"), vocab_only (tokenizer only).
 function tide.load(path, opts)
   return Model.load(path, opts)
 end

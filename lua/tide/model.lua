@@ -27,7 +27,7 @@ function Model.__tostring(self)
 end
 
 local LOAD_OPTS = { threads = true, n_ctx = true, n_cells = true, n_seq_max = true,
-                    n_batch = true, kv_type = true, vocab_only = true, manifest = true }
+                    n_batch = true, n_outputs = true, kv_type = true, vocab_only = true, manifest = true }
 
 function Model.load(path, opts)
   if type(path) ~= "string" then error("tide.load: path (string) expected, got " .. type(path), 3) end
@@ -45,7 +45,7 @@ function Model.load(path, opts)
   local self = setmetatable({
     h = h, info = info, ctx = nil, gen = 0, manifest = mf,
     ctx_opts = { n_ctx = n_ctx, n_cells = opts.n_cells or 4 * n_ctx, n_seq_max = opts.n_seq_max, n_batch = opts.n_batch,
-                 kv_type = opts.kv_type },
+                 n_outputs = opts.n_outputs, kv_type = opts.kv_type },
   }, Model)
   return self
 end

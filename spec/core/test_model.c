@@ -561,6 +561,55 @@ static void test_decode_errors(void) {
   CHECK(test_live_bytes == 0);
 }
 
+/* n_outputs: a logits buffer of n_outputs rows (less memory, the same
+** logits), more rows asking for logits refused before anything changes. */
+static void test_n_outputs(void) {
+  if (!test_fixtures()) SKIP("no fixtures");
+  tide_env *env = new_env();
+  tide_model *m = load(env, "llama-spm-tiny");
+  if (!m) { tide_env_free(env); return; }
+  int32_t V = m->n_vocab, ids[8];
+  for (int i = 0; i < 8; i++) ids[i] = 300 + 7 * i;
+  tide_ctx_params cp = tide_ctx_default_params();
+  cp.n_ctx = 32, cp.n_batch = 16, cp.kv_type = TIDE_F32;
+  long long before = test_live_bytes;
+  tide_ctx *full = NULL, *c = NULL;
+  CHECK(tide_ctx_new(m, &cp, &full) == TIDE_OK);
+  long long full_bytes = test_live_bytes - before;
+  cp.n_outputs = 2;
+  before = test_live_bytes;
+  CHECK(tide_ctx_new(m, &cp, &c) == TIDE_OK);
+  if (!full || !c) { tide_ctx_free(full); tide_ctx_free(c); tide_model_free(m); tide_env_free(env); return; }
+  CHECK(full_bytes - (test_live_bytes - before) == 14LL * V * (long long)sizeof(float));
+  /* the same last two rows' logits, bit for bit */
+  int32_t a = -1, b = -1;
+  CHECK(tide_seq_new(full, &a) == TIDE_OK && tide_seq_new(c, &b) == TIDE_OK);
+  tide_batch_row ra[8], rb[8];
+  for (int i = 0; i < 8; i++) ra[i] = (tide_batch_row){ a, i, ids[i], i >= 6 }, rb[i] = ra[i], rb[i].seq = b;
+  CHECK(tide_decode(full, ra, 8) == TIDE_OK && tide_decode(c, rb, 8) == TIDE_OK);
+  CHECK(tide_ctx_n_logits(c) == 2);
+  for (int i = 0; i < 2; i++)
+    CHECK(memcmp(tide_ctx_logits(full, i), tide_ctx_logits(c, i), sizeof(float) * (size_t)V) == 0);
+  /* three rows asking: refused, nothing changed */
+  tide_batch_row r3[3];
+  for (int i = 0; i < 3; i++) r3[i] = (tide_batch_row){ b, 8 + i, ids[i], 1 };
+  CHECK(tide_decode(c, r3, 3) == TIDE_ERR_ARG);
+  CHECK(strstr(tide_env_errmsg(env), "n_outputs") != NULL);
+  CHECK(tide_seq_len(c, b) == 8 && tide_ctx_n_logits(c) == 0);
+  r3[0].logits = 0;
+  CHECK(tide_decode(c, r3, 3) == TIDE_OK && tide_seq_len(c, b) == 11);
+  tide_ctx_free(full);
+  tide_ctx_free(c);
+  /* out of range */
+  cp.n_outputs = 17;
+  CHECK(tide_ctx_new(m, &cp, &c) == TIDE_ERR_ARG && c == NULL);
+  cp.n_outputs = -1;
+  CHECK(tide_ctx_new(m, &cp, &c) == TIDE_ERR_ARG && c == NULL);
+  tide_model_free(m);
+  tide_env_free(env);
+  CHECK(test_live_bytes == 0);
+}
+
 /* Threads split attention by (row, head) and matmuls by output rows: the
 ** logits do not change. */
 static void test_threads(void) {
@@ -847,5 +896,5 @@ static void test_cleanup(void) {
 
 TEST_MAIN(test_fixture_logits_f16, test_fixture_logits_f32, test_fixture_greedy,
           test_cached_equals_recompute, test_batch_equals_separate, test_fork,
-          test_truncate_refeed, test_decode_errors, test_threads, test_cancel,
+          test_truncate_refeed, test_decode_errors, test_n_outputs, test_threads, test_cancel,
           test_out_of_memory, test_info, test_bad_tensors, test_cleanup)
