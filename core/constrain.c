@@ -61,6 +61,7 @@ struct tide_vocab_index {
   int32_t n_toks;
   int32_t *bset;       /* (n_nodes) index into bytes_below, -1 = none */
   uint64_t *bytes_below; /* (n_bset, 4) bytes occurring strictly below a node */
+  int32_t *height;     /* (n_bset) bytes on the longest path below a node */
   int32_t n_bset;
   int32_t *map;        /* (n_nodes) index into maps, -1 = none */
   uint32_t *maps;      /* (n_map, n_words) tokens at or below a node */
@@ -131,6 +132,7 @@ static void vi_destroy(tide_vocab_index *vi) {
   if (vi->toks) tidei_free(env, vi->toks, ((size_t)vi->n_toks + 1) * sizeof(int32_t));
   if (vi->bset) tidei_free(env, vi->bset, nn * sizeof(int32_t));
   if (vi->bytes_below) tidei_free(env, vi->bytes_below, (size_t)vi->n_bset * 4 * sizeof(uint64_t));
+  if (vi->height) tidei_free(env, vi->height, (size_t)vi->n_bset * sizeof(int32_t));
   if (vi->map) tidei_free(env, vi->map, nn * sizeof(int32_t));
   if (vi->maps)
     tidei_free(env, vi->maps, (size_t)vi->n_map * (size_t)vi->n_words * sizeof(uint32_t));
@@ -255,7 +257,8 @@ done:
 }
 
 /* Byte sets of the bytes strictly below every node with at least
-** VI_BULK_MIN tokens in its subtree (the regex walk's bulk test). */
+** VI_BULK_MIN tokens in its subtree, and the height of its subtree (the
+** bulk tests of the walks). */
 static int vi_bytes_below(tide_vocab_index *vi) {
   tide_env *env = vi->env;
   size_t nn = (size_t)vi->n_nodes;
@@ -266,14 +269,36 @@ static int vi_bytes_below(tide_vocab_index *vi) {
     vi->bset[i] = ntok >= VI_BULK_MIN && vi->end[i] > (int32_t)i + 1 ? nb++ : -1;
   }
   vi->n_bset = nb;
-  if (nb && !(vi->bytes_below = tidei_calloc(env, (size_t)nb * 4, sizeof(uint64_t))))
+  if (nb && (!(vi->bytes_below = tidei_calloc(env, (size_t)nb * 4, sizeof(uint64_t))) ||
+             !(vi->height = tidei_calloc(env, (size_t)nb, sizeof(int32_t)))))
     return TIDE_ERR_NOMEM;
+  /* node depths (preorder: the ancestors of i are on a stack) */
+  int32_t *dep = tidei_alloc(env, nn * sizeof(int32_t));
+  int32_t *stk = tidei_alloc(env, nn * sizeof(int32_t));
+  if (!dep || !stk) {
+    if (dep) tidei_free(env, dep, nn * sizeof(int32_t));
+    if (stk) tidei_free(env, stk, nn * sizeof(int32_t));
+    return TIDE_ERR_NOMEM;
+  }
+  int32_t top = 0;
+  dep[0] = 0, stk[0] = 0;
+  for (size_t i = 1; i < nn; i++) {
+    while (vi->end[stk[top]] <= (int32_t)i) top--;
+    dep[i] = dep[stk[top]] + 1;
+    stk[++top] = (int32_t)i;
+  }
   for (size_t i = 0; i < nn; i++) {
     if (vi->bset[i] < 0) continue;
     uint64_t *w = vi->bytes_below + (size_t)vi->bset[i] * 4;
-    for (int32_t j = (int32_t)i + 1; j < vi->end[i]; j++)
+    int32_t h = 0;
+    for (int32_t j = (int32_t)i + 1; j < vi->end[i]; j++) {
       w[vi->byte[j] >> 6] |= 1ull << (vi->byte[j] & 63);
+      if (dep[j] - dep[i] > h) h = dep[j] - dep[i];
+    }
+    vi->height[vi->bset[i]] = h;
   }
+  tidei_free(env, dep, nn * sizeof(int32_t));
+  tidei_free(env, stk, nn * sizeof(int32_t));
   /* bitmaps for the biggest subtrees, and always the root */
   size_t nw = (size_t)vi->n_words, min = VI_MAP_MIN > nw / 4 ? VI_MAP_MIN : nw / 4, count;
   for (;; min *= 2) {
@@ -520,6 +545,23 @@ static inline int disjoint4(const uint64_t *a, const uint64_t *b) {
   return !(a[0] & b[0]) && !(a[1] & b[1]) && !(a[2] & b[2]) && !(a[3] & b[3]);
 }
 
+/* Nonzero when lexeme state t (reached at node i, which has a byte set)
+** takes every token below i: all the bytes below loop on t, or t is a
+** counted lexeme between two x's and every byte below is a whole x, with
+** room for the longest path. As the lexeme can end, the bytes below must
+** also stay out of what the parser takes after it (follow fs). */
+static int bulk_ok(const tide_vocab_index *vi, const tidei_lex *lx, int32_t i, int32_t t,
+                   const uint64_t *fs) {
+  const uint64_t *bb = vi->bytes_below + (size_t)vi->bset[i] * 4, *lp;
+  if (tidei_lex_accept(lx, t) && !(fs && disjoint4(bb, fs))) return 0;
+  if ((lp = tidei_lex_loops(lx, t))) return subset4(bb, lp);
+  uint32_t k;
+  int32_t j;
+  if (t < TIDEI_LEX_VIRT) return 0;
+  const tidei_lex_count *c = tidei_lex_counted(lx, t, &k, &j);
+  return !j && subset4(bb, c->one) && (uint32_t)vi->height[vi->bset[i]] <= c->n - k;
+}
+
 /* The grammar walk: the generic push/pop walk, except below a node where
 ** one lexeme item decides the chart's next bytes (tidei_grammar_lex_state:
 ** DFA state ds[depth] != 0, and when the lexeme may end, the bytes that
@@ -538,7 +580,6 @@ static void mask_grammar(tide_matcher *m, uint32_t *bits) {
   const tidei_lex *lx = &g->lex;
   void *st = m->state;
   const int32_t *end = vi->end, *tf = vi->tok_first, *bset = vi->bset;
-  const uint64_t *below = vi->bytes_below;
   int32_t *stk = m->stk, *ds = m->dstk, *fidx = m->fidx, nn = vi->n_nodes, depth = 0, edepth = 0;
   int32_t more = vi->max_len + 1, i = 1;
   uint8_t *path = m->path;
@@ -549,12 +590,12 @@ static void mask_grammar(tide_matcher *m, uint32_t *bits) {
   fidx[0] = has ? 0 : -1;
   int clear = 0;
   if (ds[0]) {
-    const int32_t *row = lx->next + (size_t)ds[0] * 256;
-    int open = lx->accept[ds[0]]; /* some bytes go to the parser */
+    int open = tidei_lex_accept(lx, ds[0]); /* some bytes go to the parser */
     int64_t upper = 0;
     for (int32_t c = 1; c < nn; c = end[c]) {
       uint8_t b = vi->byte[c];
-      if (row[b] || (open && (!has || has_byte(follow, b)))) upper += tf[end[c]] - tf[c];
+      if (tidei_lex_step(lx, ds[0], b) || (open && (!has || has_byte(follow, b))))
+        upper += tf[end[c]] - tf[c];
     }
     if ((clear = 2 * upper > vi->n_toks)) set_subtree(vi, bits, 0);
   }
@@ -567,12 +608,11 @@ static void mask_grammar(tide_matcher *m, uint32_t *bits) {
     uint8_t b = vi->byte[i];
     int32_t d = ds[depth], f = fidx[depth], nd = 0, nf = -1, ok = 1;
     const uint64_t *fs = f >= 0 ? follow + (size_t)f * 4 : NULL;
-    if (d && !(lx->accept[d] && (!fs || has_byte(fs, b)))) {
-      int32_t t = lx->next[(size_t)d * 256 + b];
+    if (d && !(tidei_lex_accept(lx, d) && (!fs || has_byte(fs, b)))) {
+      int32_t t = tidei_lex_step(lx, d, b);
       if (!t) ok = 0;
       else {
-        if (bset[i] >= 0 && subset4(below + (size_t)bset[i] * 4, lx->loops + (size_t)t * 4) &&
-            (!lx->accept[t] || (fs && disjoint4(below + (size_t)bset[i] * 4, fs)))) {
+        if (bset[i] >= 0 && bulk_ok(vi, lx, i, t, fs)) {
           if (!clear) set_subtree(vi, bits, i);
           i = end[i];
           continue;

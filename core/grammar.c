@@ -904,6 +904,26 @@ int tidei_grammar_parse(tide_env *env, const char *src, size_t len, const char *
   return TIDE_OK;
 }
 
+int tidei_grammar_productive(tidei_grammar *g) {
+  /* the nullable bytes hold the answer per rule while it is computed: bit 1 */
+  uint8_t *prod = g->nullable;
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (uint32_t r = g->n_rules; r-- > 0;) {
+      if (prod[r] & 2) continue;
+      for (uint32_t k = g->alt_off[r]; k < g->alt_off[r + 1] && !(prod[r] & 2); k++)
+        for (uint32_t q = g->alts[k];; q++) {
+          uint32_t s = g->syms[q], kind = SYM_KIND(s);
+          if (kind == SYM_END || kind == SYM_EXIT) { prod[r] |= 2; changed = 1; break; }
+          if (kind == SYM_NT && !(prod[SYM_VAL(s)] & 2)) break;
+        }
+    }
+  }
+  int ok = (prod[g->root] & 2) != 0;
+  for (uint32_t r = 0; r < g->n_rules; r++) prod[r] &= 1;
+  return ok;
+}
+
 void tidei_grammar_stats(const tidei_grammar *g, int64_t *n_rules, int64_t *n_syms,
                          int64_t *n_terms) {
   if (n_rules) *n_rules = g->n_rules;
@@ -1059,7 +1079,8 @@ static void closure(gctx *c) {
     gitem it = c->items[i];
     if (it.dot & LEXBIT) { /* inside a lexeme: it may end here */
       uint32_t q = it.dot & ~LEXBIT;
-      if (g->lex.accept[q]) complete(c, g->lex.rule[q], it.origin);
+      if (tidei_lex_accept(&g->lex, (int32_t)q))
+        complete(c, tidei_lex_rule(&g->lex, (int32_t)q), it.origin);
       continue;
     }
     uint32_t s = g->syms[it.dot], v = SYM_VAL(s);
@@ -1138,7 +1159,7 @@ static int g_push(const void *compiled, void *state, uint8_t byte) {
   for (uint32_t i = c.start[top], e = c.start[j]; i < e; i++) {
     uint32_t d = c.items[i].dot;
     if (d & LEXBIT) {
-      int32_t t = g->lex.next[(size_t)(d & ~LEXBIT) * 256 + byte];
+      int32_t t = tidei_lex_step(&g->lex, (int32_t)(d & ~LEXBIT), byte);
       if (t) add(&c, LEXBIT | (uint32_t)t, c.items[i].origin);
       continue;
     }
@@ -1188,7 +1209,7 @@ static void compact(const tidei_grammar *g, gstate *st, uint32_t lo) {
   for (uint32_t i = start[T]; i < start[T + 1]; i++) {
     uint32_t d = items[i].dot, l;
     if (d & LEXBIT) {
-      l = g->lex.rule[d & ~LEXBIT];
+      l = tidei_lex_rule(&g->lex, (int32_t)(d & ~LEXBIT));
     } else {
       uint32_t kind = SYM_KIND(g->syms[d]);
       if (kind != SYM_TERM && kind != SYM_NT) continue;
@@ -1273,7 +1294,7 @@ static int g_finished(const void *compiled, const void *state) {
   const gitem *items = (const gitem *)((const char *)state + st->o_items);
   for (uint32_t i = start[st->n_sets - 1]; i < start[st->n_sets]; i++) {
     if (items[i].dot & LEXBIT) {
-      if (!g->lex.final[items[i].dot & ~LEXBIT]) return 0;
+      if (!tidei_lex_final(&g->lex, (int32_t)(items[i].dot & ~LEXBIT))) return 0;
       continue;
     }
     uint32_t s = g->syms[items[i].dot];
@@ -1321,14 +1342,14 @@ int32_t tidei_grammar_lex_state(const tidei_grammar *g, const void *state, int32
   if (((const uint8_t *)state + st->o_accept)[top] & 2) {
     /* kernel first; every other scanner came from completing it */
     int32_t d = (int32_t)(items[start[top]].dot & ~LEXBIT);
-    if (!g->lex.accept[d]) return d; /* nothing completed: it is alone */
+    if (!tidei_lex_accept(&g->lex, d)) return d; /* nothing completed: it is alone */
     follow[0] = follow[1] = follow[2] = follow[3] = 0;
     for (uint32_t i = start[top] + 1; i < start[top + 1]; i++) {
       uint32_t x = items[i].dot;
       if (x & LEXBIT) {
-        const int32_t *row = g->lex.next + (size_t)(x & ~LEXBIT) * 256;
         for (int b = 0; b < 256; b++)
-          if (row[b]) follow[b >> 6] |= 1ull << (b & 63);
+          if (tidei_lex_step(&g->lex, (int32_t)(x & ~LEXBIT), (uint8_t)b))
+            follow[b >> 6] |= 1ull << (b & 63);
       } else if (SYM_KIND(g->syms[x]) == SYM_TERM) {
         const uint32_t *t = g->terms[g->syms[x]];
         for (int w = 0; w < 4; w++) follow[w] |= (uint64_t)t[2 * w] | (uint64_t)t[2 * w + 1] << 32;

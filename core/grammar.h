@@ -41,6 +41,25 @@ enum { TIDEI_SYM_TERM = 0, TIDEI_SYM_NT = 1, TIDEI_SYM_END = 2, TIDEI_SYM_EXIT =
 ** is dead; each lexeme's states are contiguous, its start first. A byte is
 ** accepted exactly when next[] is nonzero (every live state can still
 ** reach an accepting one). */
+/* A counted lexeme: rule Q ::= x{m,n} (one flat alternative, x a regular
+** rule whose DFA is prefix-free: every accepting state is final), run as
+** x's DFA plus a count of the x's done. Its states are virtual ids
+** base + (k << sh) + j (k = 0..n x's done; j = 0 between two x's, else
+** x's state x_first + j - 1), stepped by tidei_lex_step: no table of
+** n copies of x. Each lexeme's ids start on a 2^16 boundary, and dir maps
+** every 2^16 block of ids to its lexeme (a lookup without search). */
+typedef struct {
+  int32_t base, sh;       /* ids base .. base + ((n + 1) << sh) - 1 */
+  int32_t x_first;        /* x's DFA: states x_first .. (its start first) */
+  uint32_t m, n, rule;    /* bounds; the rule Q */
+  uint64_t one[4];        /* bytes that are a whole x by themselves */
+} tidei_lex_count;
+
+/* Virtual ids lie in [TIDEI_LEX_VIRT, TIDEI_LEX_VIRT_END): above every table
+** state, and below bit 30 so that item and completion keys never meet. */
+#define TIDEI_LEX_VIRT 0x20000000
+#define TIDEI_LEX_VIRT_END 0x3fff0000
+
 typedef struct {
   int32_t n_states, cap; /* states in use, allocated */
   int32_t *next;       /* (n_states, 256) */
@@ -48,7 +67,65 @@ typedef struct {
   uint8_t *final;      /* (n_states) accepting with no way to continue */
   uint32_t *rule;      /* (n_states) the lexeme (rule) a state belongs to */
   uint64_t *loops;     /* (n_states, 4) bit b: byte b leads back to the state */
+  tidei_lex_count *counts; /* (n_counts) counted lexemes */
+  uint16_t *dir;       /* (n_dir) counted lexeme of each 2^16 block of virtual ids */
+  int32_t n_counts, n_dir, next_virt;
 } tidei_lex;
+
+/* The counted lexeme holding virtual state s (s >= TIDEI_LEX_VIRT), its
+** count k and DFA part j (see above). */
+static inline const tidei_lex_count *tidei_lex_counted(const tidei_lex *L, int32_t s,
+                                                       uint32_t *k, int32_t *j) {
+  const tidei_lex_count *c = &L->counts[L->dir[(s - TIDEI_LEX_VIRT) >> 16]];
+  int32_t off = s - c->base;
+  *k = (uint32_t)(off >> c->sh);
+  *j = off & ((1 << c->sh) - 1);
+  return c;
+}
+
+static inline int32_t tidei_lex_cstep(const tidei_lex *L, int32_t s, uint8_t b) {
+  uint32_t k;
+  int32_t j;
+  const tidei_lex_count *c = tidei_lex_counted(L, s, &k, &j);
+  if (!j && k == c->n) return 0;
+  int32_t t = L->next[(size_t)(j ? c->x_first + j - 1 : c->x_first) * 256 + b];
+  if (!t) return 0;
+  if (L->accept[t]) return c->base + (int32_t)((k + 1) << c->sh); /* one more x done */
+  return c->base + (int32_t)(k << c->sh) + (t - c->x_first + 1);
+}
+
+/* Any lexeme state (table or counted): step by byte b (0: dead), may end,
+** cannot go on, its rule, and the bytes that lead back to it. */
+static inline int32_t tidei_lex_step(const tidei_lex *L, int32_t s, uint8_t b) {
+  return s < TIDEI_LEX_VIRT ? L->next[(size_t)s * 256 + b] : tidei_lex_cstep(L, s, b);
+}
+static inline int tidei_lex_accept(const tidei_lex *L, int32_t s) {
+  uint32_t k;
+  int32_t j;
+  if (s < TIDEI_LEX_VIRT) return L->accept[s];
+  const tidei_lex_count *c = tidei_lex_counted(L, s, &k, &j);
+  return !j && k >= c->m;
+}
+static inline int tidei_lex_final(const tidei_lex *L, int32_t s) {
+  uint32_t k;
+  int32_t j;
+  if (s < TIDEI_LEX_VIRT) return L->final[s];
+  const tidei_lex_count *c = tidei_lex_counted(L, s, &k, &j);
+  return !j && k == c->n;
+}
+static inline uint32_t tidei_lex_rule(const tidei_lex *L, int32_t s) {
+  uint32_t k;
+  int32_t j;
+  return s < TIDEI_LEX_VIRT ? L->rule[s] : tidei_lex_counted(L, s, &k, &j)->rule;
+}
+/* NULL when no byte leads back (a counted state between two x's) */
+static inline const uint64_t *tidei_lex_loops(const tidei_lex *L, int32_t s) {
+  uint32_t k;
+  int32_t j;
+  if (s < TIDEI_LEX_VIRT) return L->loops + (size_t)s * 4;
+  const tidei_lex_count *c = tidei_lex_counted(L, s, &k, &j);
+  return j ? L->loops + (size_t)(c->x_first + j - 1) * 4 : NULL;
+}
 
 typedef struct tidei_grammar {
   uint32_t n_rules, n_syms, n_alts, n_terms, root;
@@ -94,6 +171,12 @@ int32_t tidei_grammar_lex_state(const tidei_grammar *g, const void *state, int32
 ** 'root'"; TIDE_ERR_ARG for text or expansions beyond the limits above. */
 int tidei_grammar_parse(tide_env *env, const char *src, size_t len,
                         const char *root, tidei_grammar **out);
+
+/* Nonzero if the root derives some string of terminals, counting a
+** terminal with an empty byte set as one (so only rules defined through
+** themselves alone, like r ::= r, are unproductive). Allocates nothing;
+** uses g's nullable bytes as scratch (so not while g is shared). */
+int tidei_grammar_productive(tidei_grammar *g);
 
 /* Counts for specs and benchmarks. */
 void tidei_grammar_stats(const tidei_grammar *g, int64_t *n_rules,

@@ -24,6 +24,11 @@
 ** per lexeme, nesting depth, DFA states in all; past them a rule stays an
 ** Earley rule. The NFA is the regex engine's (regex.h), and so is the DFA
 ** construction (tidei_regex_dfa).
+**
+** Counted lexemes. A bounded repetition Q ::= x{m,n} too big for a DFA of
+** its own (n copies of x) becomes a counted lexeme when x is regular and
+** prefix-free: x's DFA plus the count of x's done, in virtual state ids
+** (grammar.h, tidei_lex_count). A JSON string with maxLength is one.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -288,6 +293,8 @@ static void find_regular(lexan *a) {
 ** twice before the same continuation is the same sub-automaton, so it is
 ** built once (memo): the tails that end every branch of a string rule,
 ** say, are shared instead of copied per branch. */
+#define NB_LIMIT (-1) /* nfab.st: past the state limit (not an error) */
+
 typedef struct {
   tide_env *env;
   const tidei_grammar *g;
@@ -295,7 +302,7 @@ typedef struct {
   const uint8_t *rng;
   tidei_nstate *ns;
   int32_t n, cap, limit;
-  int st;             /* TIDE_ERR_NOMEM, or 1: past the limit */
+  int st;             /* TIDE_ERR_NOMEM, or NB_LIMIT: past the limit */
   uint64_t *memo_key; /* open addressing: (symbol, continuation) + 1, 0 empty */
   int32_t *memo_val;  /* entry state */
   uint32_t memo_cap, memo_n;
@@ -304,7 +311,7 @@ typedef struct {
 static int32_t nb_new(nfab *b, int kind, int lo, int hi, int32_t out, int32_t out2) {
   if (b->st) return 0;
   if (b->n >= b->limit) {
-    b->st = 1;
+    b->st = NB_LIMIT;
     return 0;
   }
   if (b->n == b->cap) {
@@ -409,7 +416,7 @@ static int32_t nb_rule(nfab *b, uint32_t r, int32_t cont, int depth) {
   uint32_t slot;
   int32_t in = memo_find(b, TIDEI_SYM(TIDEI_SYM_NT, r), cont, &slot);
   if (in >= 0) return in;
-  if (depth > TIDEI_GRAMMAR_LEX_DEPTH + 1) b->st = 1; /* the analysis bounds it */
+  if (depth > TIDEI_GRAMMAR_LEX_DEPTH + 1) b->st = NB_LIMIT; /* the analysis bounds it */
   int32_t after = cont;
   if (self_ref_any(b->g, r, 1)) { /* loop: tails, or on to cont */
     after = nb_new(b, TIDEI_NFA_EPS, 0, 0, -1, cont);
@@ -486,7 +493,7 @@ static void lex_append(tidei_lex *L, const tidei_dfa *f, uint32_t r) {
 }
 
 /* Builds rule r's DFA into the table: 1 done, 0 skipped (limits, empty
-** language), or a TIDE_ERR_NOMEM status (negative). */
+** language), -1 out of memory. */
 static int lex_build(lexan *a, uint32_t r, int32_t limit, int32_t *used) {
   tide_env *env = a->env;
   tidei_grammar *g = a->g;
@@ -501,9 +508,9 @@ static int lex_build(lexan *a, uint32_t r, int32_t limit, int32_t *used) {
   int32_t match = nb_new(&b, TIDEI_NFA_MATCH, 0, 0, -1, -1);
   int32_t start = b.st ? 0 : nb_rule(&b, r, match, 0);
   int res = 0;
-  *used = b.n;
+  *used = b.st == NB_LIMIT ? b.n / 8 : b.n; /* cut short: no DFA was built */
   if (b.st == TIDE_ERR_NOMEM)
-    res = TIDE_ERR_NOMEM;
+    res = -1;
   else if (!b.st) {
     char saved[TIDEI_ERRMSG];
     memcpy(saved, env->errmsg, sizeof saved);
@@ -511,10 +518,10 @@ static int lex_build(lexan *a, uint32_t r, int32_t limit, int32_t *used) {
     int st = tidei_regex_dfa(env, b.ns, b.n, start, &d);
     memcpy(env->errmsg, saved, sizeof saved); /* a skipped lexeme is no error */
     if (st == TIDE_ERR_NOMEM)
-      res = TIDE_ERR_NOMEM;
+      res = -1;
     else if (!st && g->lex.n_states + d->n_states - 1 <= TIDEI_GRAMMAR_LEX_STATES) {
       if (!lex_grow(env, &g->lex, g->lex.n_states + d->n_states - 1))
-        res = TIDE_ERR_NOMEM;
+        res = -1;
       else {
         g->lex_start[r] = g->lex.n_states;
         lex_append(&g->lex, d, r);
@@ -573,6 +580,84 @@ static int lex_table_init(tide_env *env, tidei_grammar *g) {
   g->lex.rule[0] = 0;
   memset(g->lex.loops, 0, 4 * sizeof(uint64_t));
   g->lex.n_states = 1;
+  g->lex.next_virt = TIDEI_LEX_VIRT;
+  return 1;
+}
+
+/* ---------------------------------------------------------------- counted lexemes */
+
+/* Rule q as x{m,n}: one alternative x^m (EXIT x)^(n-m), x a regular rule
+** that cannot be empty. */
+static int count_shape(const lexan *a, uint32_t q, uint32_t *x, uint32_t *m, uint32_t *n) {
+  const tidei_grammar *g = a->g;
+  if (g->alt_off[q + 1] != g->alt_off[q] + 1) return 0;
+  uint32_t xs = 0, exits = 0, prev_exit = 0;
+  *m = *n = 0;
+  for (uint32_t p = g->alts[g->alt_off[q]];; p++) {
+    uint32_t sym = g->syms[p], kind = TIDEI_SYM_KIND(sym);
+    if (kind == TIDEI_SYM_END) break;
+    if (kind == TIDEI_SYM_EXIT) {
+      if (prev_exit) return 0;
+      exits++, prev_exit = 1;
+      continue;
+    }
+    if (kind != TIDEI_SYM_NT || (xs && sym != xs) || (exits && !prev_exit)) return 0;
+    xs = sym, prev_exit = 0;
+    *m += !exits;
+    ++*n;
+  }
+  if (prev_exit || *n < 2) return 0;
+  *x = TIDEI_SYM_VAL(xs);
+  return *x != q && a->cls[*x] == R_REGULAR && !g->nullable[*x];
+}
+
+/* Makes rule q (of count_shape) a counted lexeme over x's DFA (built here
+** if x has none yet): 1 done, 0 skipped (x too big or not prefix-free,
+** virtual ids used up), -1 out of memory. */
+static int count_build(lexan *a, uint32_t q, int64_t *budget) {
+  tidei_grammar *g = a->g;
+  tidei_lex *L = &g->lex;
+  uint32_t x, m, n;
+  if (!count_shape(a, q, &x, &m, &n)) return 0;
+  if (!g->lex_start[x]) {
+    int32_t used = 0;
+    int res = *budget > 0 ? lex_build(a, x, *budget < TIDEI_GRAMMAR_LEX_NFA
+                                                ? (int32_t)*budget : TIDEI_GRAMMAR_LEX_NFA, &used)
+                          : 0;
+    *budget -= used;
+    if (res <= 0) return res;
+    g->n_lexemes++;
+  }
+  int32_t first = g->lex_start[x], span = 1;
+  if (first >= TIDEI_LEX_VIRT) return 0;
+  while (first + span - 1 < L->n_states && L->rule[first + span - 1] == x) {
+    int32_t st = first + span - 1;
+    if (L->accept[st] && !L->final[st]) return 0; /* x could end and go on */
+    span++;
+  }
+  int32_t sh = 0;
+  while ((1 << sh) < span) sh++;
+  int64_t blocks = ((((int64_t)n + 1) << sh) + 0xffff) >> 16;
+  if (L->next_virt + (blocks << 16) > TIDEI_LEX_VIRT_END || L->n_counts >= 0xffff) return 0;
+  tidei_lex_count *cs = tidei_realloc(a->env, L->counts, (size_t)L->n_counts * sizeof *cs,
+                                      ((size_t)L->n_counts + 1) * sizeof *cs);
+  if (!cs) return -1;
+  L->counts = cs;
+  uint16_t *dir = tidei_realloc(a->env, L->dir, (size_t)L->n_dir * sizeof *dir,
+                                ((size_t)L->n_dir + (size_t)blocks) * sizeof *dir);
+  if (!dir) return -1;
+  L->dir = dir;
+  for (int64_t k = 0; k < blocks; k++) dir[L->n_dir++] = (uint16_t)L->n_counts;
+  tidei_lex_count *c = &cs[L->n_counts++];
+  c->base = L->next_virt, c->sh = sh, c->x_first = first;
+  c->m = m, c->n = n, c->rule = q;
+  memset(c->one, 0, sizeof c->one);
+  for (int b = 0; b < 256; b++) {
+    int32_t t = L->next[(size_t)first * 256 + b];
+    if (t && L->accept[t]) c->one[b >> 6] |= 1ull << (b & 63);
+  }
+  L->next_virt += (int32_t)(blocks << 16);
+  g->lex_start[q] = c->base;
   return 1;
 }
 
@@ -588,8 +673,11 @@ static int make_lexemes(lexan *a) {
   uint8_t *want = a->depth; /* reused: depth is no longer needed */
   memset(want, 0, nr);
   if (a->cls[g->root] == R_REGULAR) want_rule(a, want, g->root, 0);
-  for (uint32_t r = 0; r < nr; r++)
+  for (uint32_t r = 0; r < nr; r++) {
+    uint32_t cx, cm, cn;
     if (a->reach[r] && a->cls[r] != R_REGULAR) want_children(a, want, r, a->cls[r] == R_BIG);
+    if (a->reach[r] && a->cls[r] == R_BIG && count_shape(a, r, &cx, &cm, &cn)) want[r] = 1;
+  }
   uint64_t *order = NULL;
   size_t order_n = 0;
   int64_t budget = TIDEI_GRAMMAR_LEX_BUDGET;
@@ -615,17 +703,25 @@ static int make_lexemes(lexan *a) {
     for (uint32_t k = 0; k < n; k++) {
       uint32_t r = (uint32_t)order[k];
       int res = 0;
-      if (budget > 0) {
+      uint32_t cx, cm, cn;
+      int counted = count_shape(a, r, &cx, &cm, &cn) &&
+                    (a->cls[r] == R_BIG || a->est[r] > TIDEI_GRAMMAR_LEX_NFA);
+      if (budget > 0 && !counted) {
         int32_t used = 0;
         res = lex_build(
             a, r, budget < TIDEI_GRAMMAR_LEX_NFA ? (int32_t)budget : TIDEI_GRAMMAR_LEX_NFA, &used);
         budget -= used;
         if (res < 0) {
-          st = res;
+          st = TIDE_ERR_NOMEM;
           break;
         }
         g->n_lexemes += (uint32_t)res;
       }
+      if (!res && (res = count_build(a, r, &budget)) < 0) {
+        st = TIDE_ERR_NOMEM;
+        break;
+      }
+      g->n_lexemes += (uint32_t)res;
       if (!res) want_children(a, want, r, 1);
     }
     if (st) break;
@@ -644,6 +740,9 @@ void tidei_grammar_lex_free(tide_env *env, tidei_grammar *g) {
     tidei_free(env, g->lex.rule, n * sizeof(uint32_t));
     tidei_free(env, g->lex.loops, n * 4 * sizeof(uint64_t));
   }
+  if (g->lex.counts)
+    tidei_free(env, g->lex.counts, (size_t)g->lex.n_counts * sizeof *g->lex.counts);
+  if (g->lex.dir) tidei_free(env, g->lex.dir, (size_t)g->lex.n_dir * sizeof *g->lex.dir);
   g->lex_start = NULL;
   memset(&g->lex, 0, sizeof g->lex);
 }

@@ -249,6 +249,8 @@ static const char LIBRARY[] =
     "j-hex4 ::= [0-9a-cA-Ce-fE-F] j-hex j-hex j-hex | [dD] [0-7] j-hex j-hex\n"
     "j-hex ::= [0-9a-fA-F]\n"
     "j-pchar ::= [^\"\\\\\\x00-\\x1f] | j-cesc\n"
+    "j-pna ::= [\\u0080-\\U0010FFFF]\n"
+    "j-ktail ::= j-pchar*\n"
     "j-cesc ::= \"\\\\\" [\"\\\\bfnrt] | \"\\\\u00\" ( \"0\" [0-7] | \"0\" [bef] | \"1\" [0-9a-f] "
     ")\n"
     "j-number ::= \"-\"? j-uint ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )?\n"
@@ -385,7 +387,10 @@ static void string_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
     return;
   }
   tidei_sbuf_puts(e, "(\"\\\"\" ");
-  tidei_js_rep(e, "j-char", mn, mx);
+  if (mx != INF && mx > 0 && mx <= TIDEI_GRAMMAR_MAX_REPEAT) /* one rule: a counted lexeme */
+    tidei_sbuf_printf(e, "j-char{%llu,%llu}", (unsigned long long)mn, (unsigned long long)mx);
+  else
+    tidei_js_rep(e, "j-char", mn, mx);
   tidei_sbuf_puts(e, " \"\\\"\")");
 }
 
@@ -647,10 +652,22 @@ static void other_key_expr(conv *c, const tidei_json_member *const *names, uint3
       }
       tidei_sbuf_printf(&b, " r%u", base + ch);
     }
+    /* ASCII-only branching: the non-ASCII part and the tail are library
+    ** rules, so every trie node shares their automaton (the lexer builds a
+    ** rule once per continuation) and the key stays one small lexeme */
+    int ascii = 1;
+    for (int k = 0; k < s->n; k++) ascii &= s->r[k][1] < 0x80;
     tidei_jsre_cps_complement(s);
+    if (ascii) {
+      int k = 0;
+      while (k < s->n && s->r[k][0] < 0x80) k++;
+      if (k && s->r[k - 1][1] >= 0x80) s->r[k - 1][1] = 0x7f;
+      s->n = k;
+    }
     if (alts++) tidei_sbuf_puts(&b, " | ");
+    if (ascii) tidei_sbuf_put(&b, "(", 1);
     tidei_jsre_emit_cpset(&b, s);
-    tidei_sbuf_puts(&b, " j-pchar*");
+    tidei_sbuf_puts(&b, ascii ? " | j-pna) j-ktail" : " j-ktail");
     rule_def(c, base + i, &b);
     tidei_js_sb_done(c, &b);
   }
@@ -680,10 +697,17 @@ const tidei_json_member *tidei_js_find_member(const tidei_json *obj, const char 
 ** Objects: declared properties in schema order (each optional one may be
 ** left out), then required names that are not declared; keys outside the
 ** declared ones (when additionalProperties allows them) may come before,
-** between and after. Rules, for slot i of n:
-**   F_i ::= X N_i | <slot i with nothing written yet>
-**   N_i ::= ("," X)* <slot i after something was written>
-** where X is one extra member; F_n ::= X N_n | "" and N_n ::= ("," X)*.
+** between and after. Rules, for slot i of n (X: one extra member, K_i:
+** the member of slot i):
+**   F_i ::= X N_i | S_i             nothing written yet
+**   S_i ::= K_i N_i+1 | S_i+1       nothing written, no extra member first
+**   N_i ::= ("," X)* T_i            something written
+**   T_i ::= "," K_i N_i+1 | T_i+1   something written, no extra member first
+** with the second alternatives of S_i and T_i only when slot i is optional,
+** and S_n ::= "", T_n ::= "". The grammar is unambiguous: a run of extra
+** members belongs to one N_i, so the Earley chart stays small however many
+** there are (a grammar where every N_i had its own loop would let each run
+** split across the following slots, items growing with the run).
 */
 static void object_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
   const tidei_json *props = get(s, "properties"), *req = get(s, "required");
@@ -762,22 +786,25 @@ static void object_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
     tidei_js_sb_done(c, &v);
   }
   int has_x = x.n > 0;
-  uint32_t base = c->n_rules; /* F_i = base + 2i, N_i = base + 2i + 1 */
-  for (uint32_t i = 0; i <= ns; i++) {
-    rule_new(c);
-    rule_new(c);
-  }
+  uint32_t base = c->n_rules; /* F_i, N_i, T_i, S_i = base + 4i + 0, 1, 2, 3 */
+  for (uint32_t i = 0; i <= ns; i++)
+    for (int k = 0; k < 4; k++) rule_new(c);
   for (uint32_t i = ns + 1; i-- > 0 && !c->status;) {
-    tidei_sbuf f, n;
+    tidei_sbuf f, n, t, sk;
     tidei_js_sb_init(c, &f);
     tidei_js_sb_init(c, &n);
+    tidei_js_sb_init(c, &t);
+    tidei_js_sb_init(c, &sk);
+    uint32_t r = base + 4 * i, next = r + 4;
     if (has_x) {
-      tidei_sbuf_printf(&f, "%s r%u | ", x.p, base + 2 * i + 1);
+      tidei_sbuf_printf(&f, "%s r%u | ", x.p, r + 1);
       tidei_sbuf_printf(&n, "(\",\" %s)* ", x.p);
     }
+    tidei_sbuf_printf(&f, "r%u", r + 3);
+    tidei_sbuf_printf(&n, "r%u", r + 2);
     if (i == ns) {
-      tidei_sbuf_puts(&f, "\"\"");
-      tidei_sbuf_puts(&n, "\"\"");
+      tidei_sbuf_puts(&t, "\"\"");
+      tidei_sbuf_puts(&sk, "\"\"");
     } else {
       const tidei_json_member *m = names[slot_prop[i]];
       int required = tidei_js_in_required(req, m->key, m->key_len);
@@ -797,22 +824,22 @@ static void object_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
         sub_expr(c, ap, "additionalProperties", NULL, UINT32_MAX, &kv);
       else
         tidei_sbuf_puts(&kv, "j-value");
-      tidei_sbuf_printf(&f, "(%s r%u", kv.p, base + 2 * i + 3);
-      tidei_sbuf_printf(&n, "(\",\" %s r%u", kv.p, base + 2 * i + 3);
+      tidei_sbuf_printf(&sk, "%s r%u", kv.p ? kv.p : "", next + 1);
+      tidei_sbuf_printf(&t, "\",\" %s r%u", kv.p ? kv.p : "", next + 1);
       if (!required) {
-        tidei_sbuf_printf(&f, " | r%u", base + 2 * i + 2);
-        tidei_sbuf_printf(&n, " | r%u", base + 2 * i + 3);
+        tidei_sbuf_printf(&sk, " | r%u", next + 3);
+        tidei_sbuf_printf(&t, " | r%u", next + 2);
       }
-      tidei_sbuf_put(&f, ")", 1);
-      tidei_sbuf_put(&n, ")", 1);
       tidei_js_sb_done(c, &kv);
     }
-    if (has_x && i == ns) { /* N_n ::= ("," X)* with nothing after */
-    }
-    rule_def(c, base + 2 * i, &f);
-    rule_def(c, base + 2 * i + 1, &n);
+    rule_def(c, r, &f);
+    rule_def(c, r + 1, &n);
+    rule_def(c, r + 2, &t);
+    rule_def(c, r + 3, &sk);
     tidei_js_sb_done(c, &f);
     tidei_js_sb_done(c, &n);
+    tidei_js_sb_done(c, &t);
+    tidei_js_sb_done(c, &sk);
   }
   tidei_sbuf_printf(e, "(\"{\" r%u \"}\")", base);
   tidei_js_sb_done(c, &x);
@@ -948,6 +975,48 @@ static void combinator_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
   tidei_free(c->env, br, ((size_t)arr->n + 1) * sizeof *br);
 }
 
+/* Nonzero if s is a $ref and nothing else that constrains. */
+static int pure_ref(const tidei_json *s) {
+  if (s->type != TIDEI_JSON_OBJECT || !get(s, "$ref")) return 0;
+  for (uint32_t i = 0; i < s->n; i++) {
+    int t;
+    if (strcmp(s->u.members[i].key, "$ref") &&
+        tidei_jsmerge_keyword(s->u.members[i].key, &t) != K_ANNOT)
+      return 0;
+  }
+  return 1;
+}
+
+/* Follows the chain of pure references from s (a pure $ref); a chain that
+** comes back to a schema on it constrains nothing (a rule defined only by
+** itself matches no text): that is an error naming the cycle. 1 if so. */
+#define MAX_CHAIN 64
+static int ref_cycle(conv *c, const tidei_json *s) {
+  const tidei_json *node[MAX_CHAIN + 1];
+  const tidei_json *ref[MAX_CHAIN + 1];
+  int n = 0;
+  node[0] = s;
+  for (; n < MAX_CHAIN && pure_ref(node[n]); n++) {
+    ref[n] = get(node[n], "$ref");
+    const tidei_json *t = tidei_jsmerge_resolve(c, ref[n]);
+    if (!t) return 0; /* the error is recorded */
+    for (int j = 0; j <= n; j++) {
+      if (node[j] != t) continue;
+      tidei_sbuf m;
+      tidei_js_sb_init(c, &m);
+      /* node k's pointer is the reference that led to it */
+      for (int k = j; k <= n; k++) tidei_sbuf_printf(&m, "%s -> ", ref[k ? k - 1 : n]->u.s);
+      tidei_sbuf_printf(&m, "%s", ref[j ? j - 1 : n]->u.s);
+      tidei_js_fail(c, TIDE_ERR_FORMAT, "$ref cycle %.400s constrains nothing",
+                    m.p ? m.p : "");
+      tidei_js_sb_done(c, &m);
+      return 1;
+    }
+    node[n + 1] = t;
+  }
+  return 0;
+}
+
 static void compile_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
   if (c->status || tidei_js_oom(c)) return;
   if (s->type == TIDEI_JSON_TRUE) {
@@ -977,7 +1046,7 @@ static void compile_expr(conv *c, const tidei_json *s, tidei_sbuf *e) {
              tidei_jsmerge_keyword(s->u.members[i].key, &t) != K_ANNOT;
   }
   if (ref && !others) {
-    const tidei_json *t = tidei_jsmerge_resolve(c, ref);
+    const tidei_json *t = ref_cycle(c, s) ? NULL : tidei_jsmerge_resolve(c, ref);
     if (t && !tidei_jsmerge_is_schema(t))
       tidei_js_fail(c, TIDE_ERR_FORMAT, "$ref '%.200s' does not point to a schema", ref->u.s);
     else if (t)
@@ -1079,5 +1148,10 @@ int tide_json_schema_compile(tide_env *env, const char *json, size_t len, tide_c
   st = tidei_grammar_parse(env, text, n, "root", &g);
   tidei_free(env, text, n + 1);
   if (st) return st;
+  if (!tidei_grammar_productive(g)) { /* a cycle the chain test above did not see */
+    tidei_grammar_engine.destroy(env, g);
+    return tidei_error(env, TIDE_ERR_FORMAT,
+                       "json schema: a $ref cycle constrains nothing (no value can match)");
+  }
   return tidei_constraint_new(env, &tidei_grammar_engine, g, out);
 }

@@ -275,6 +275,23 @@ static void test_grammar_masks(void) {
     "\"]", NULL
   };
   check_grammar_walk(g, gg, "schema", schema_steps);
+  /* counted lexemes (maxLength strings) and key lexemes (declared keys and
+  ** undeclared ones side by side), against brute force */
+  static const char schema2[] =
+      "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":300},"
+      "\"type\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":4},\"tag\":{\"type\":"
+      "\"string\"},\"doi\":{\"type\":\"integer\"}}}";
+  CHECKF(tidei_json_schema_gbnf(env, schema2, strlen(schema2), &gb, &gl) == TIDE_OK, "%s",
+         tide_env_errmsg(env));
+  CHECK(tidei_grammar_parse(env, gb, gl, NULL, &g) == TIDE_OK);
+  CHECK(tidei_grammar_parse(env, gb, gl, NULL, &gg) == TIDE_OK);
+  tidei_free(env, gb, gl + 1);
+  CHECKF(g->lex.n_counts >= 1, "%d counted lexemes", g->lex.n_counts);
+  static const char *const schema2_steps[] = {
+    "{\"", "ti", "tle\":\"The", " quick \\u00e9 caf\xc3\xa9", "\",\"t", "ype\":\"ab", "c",
+    "\",\"titles", "\":1,\"", "do", "i\":", "7", NULL
+  };
+  check_grammar_walk(g, gg, "schema (counted, keys)", schema2_steps);
   /* lexeme ends that are not greedy, and a lexeme at the root */
   static const char *const inline_grammars[][2] = {
     { "root ::= w (\" \" w)* | \"(\" root \")\"\nw ::= [a-z]+ [0-9]*\n", "(hello wor" },

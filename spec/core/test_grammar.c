@@ -654,6 +654,17 @@ static const char *const LEX_GRAMMARS[] = {
   /* bounded repetition of a lexeme too big to be one */
   "root ::= \"<\" s \">\" | \"(\" root \")\"\ns ::= c{0,40}\n"
   "c ::= [^<>\\x00-\\x1f] | \"\\\\\" [<>nt]\n",
+  /* counted lexemes (x{m,n} too big for one DFA, x prefix-free): bounds
+  ** reached within a walk, m = n, m > 0, two in a row, multi-byte x's */
+  "root ::= \"<\" s \">\" | \"(\" root \")\"\ns ::= c{0,25}\n"
+  "c ::= [^<>\\\\\\x00-\\x1f] | \"\\\\u\" [0-9a-f]{4}\n",
+  "root ::= \"<\" c{3,30} \">\" | \"(\" root \")\"\n"
+  "c ::= [^<>\\\\\\x00-\\x1f] | \"\\\\u\" [0-9a-f]{4}\n",
+  "root ::= \"<\" c{20} \">\" | \"<\" c{1,300} c{2,40} \"!\" | \"(\" root \")\"\n"
+  "c ::= [^<>!\\\\\\x00-\\x1f] | \"\\\\u\" [0-9a-f]{4}\n",
+  /* x not prefix-free (a word may go on): no counted lexeme, same verdicts */
+  "root ::= \"<\" w{0,300} \">\" | \"(\" root \")\"\n"
+  "w ::= [a-c] [a-c]? \" \"? | [^<>\\x00-\\x1f]\n",
 };
 
 static void walk_compare(const tidei_grammar *g1, const tidei_grammar *g2, const char *what,
@@ -724,6 +735,14 @@ static void test_lexemes(void) {
   }
   CHECKF(mismatches == 0, "%d mismatches", mismatches);
   CHECKF(with_lexemes >= 8, "%d of %d grammars have lexemes", with_lexemes, n);
+  /* a bounded repetition too big for one DFA is a counted lexeme */
+  for (int k = 7; k <= 8; k++) {
+    tidei_grammar *gc = compile(LEX_GRAMMARS[k]);
+    if (!gc) continue;
+    CHECKF(gc->lex.n_counts >= (k == 8 ? 2 : 1), "grammar %d: %d counted lexemes", k,
+           gc->lex.n_counts);
+    E->destroy(env, gc);
+  }
   /* json.gbnf: strings, numbers and blanks are lexemes */
   tidei_grammar *g = compile_file("json.gbnf");
   if (g) {

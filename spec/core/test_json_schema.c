@@ -188,6 +188,36 @@ static void test_objects(void) {
   /* a property that is false must be absent */
   check_schema("{\"properties\":{\"a\":false}}", LIST("{\"b\":1}"), LIST("{\"a\":1}"));
   check_schema("{\"minProperties\":1,\"required\":[\"a\"]}", LIST("{\"a\":1}"), LIST("{}"));
+  /* extra members between optional ones: accepted wherever they are, and
+  ** the grammar is unambiguous, so the chart does not grow with them */
+  s = "{\"properties\":{\"a\":{},\"b\":{},\"c\":{},\"d\":{},\"e\":{},\"f\":{}}}";
+  check_schema(s, LIST("{\"x\":1,\"b\":2,\"y\":3,\"z\":4,\"f\":5,\"w\":6}", "{\"x\":1,\"y\":2}"),
+               LIST("{\"f\":1,\"x\":2,\"a\":3}", "{\"x\":1,\"b\":2,\"b\":3}"));
+  int st;
+  tidei_grammar *g = schema_grammar(s, strlen(s), &st);
+  CHECK(g != NULL);
+  if (g) {
+    size_t size = E->state_size(g, 8);
+    void *gs = malloc(size);
+    E->init(g, gs, 8);
+    char doc[4096];
+    size_t n = (size_t)snprintf(doc, sizeof doc, "{\"b\":1");
+    for (int i = 0; i < 150; i++)
+      n += (size_t)snprintf(doc + n, sizeof doc - n, ",\"k%d\":%d", i, i);
+    n += (size_t)snprintf(doc + n, sizeof doc - n, ",\"e\":0}");
+    int ok = 1;
+    int64_t most = 0, sets, items;
+    for (size_t i = 0; i < n && ok; i++) {
+      ok = E->push(g, gs, (uint8_t)doc[i]);
+      E->commit(g, gs);
+      tidei_grammar_state_stats(gs, &sets, &items);
+      if (items > most) most = items;
+    }
+    CHECK(ok && E->accepting(g, gs));
+    CHECKF(most < 300, "chart grew to %lld items over 150 extra members", (long long)most);
+    free(gs);
+    E->destroy(env, g);
+  }
   env_close();
 }
 
@@ -381,6 +411,31 @@ static void test_errors(void) {
   check_error(
       "{\"$ref\":\"other.json#/x\"}", TIDE_ERR_UNSUPPORTED,
       "json schema: unsupported keywords: $ref 'other.json#/x' (not a local JSON pointer) at /");
+  /* cycles of pure references constrain nothing: an error naming the cycle */
+  check_error("{\"$ref\":\"#\"}", TIDE_ERR_FORMAT,
+              "json schema: $ref cycle # -> # constrains nothing");
+  check_error("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}",
+              TIDE_ERR_FORMAT, "json schema: $ref cycle #/$defs/a -> #/$defs/a constrains nothing");
+  check_error("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"title\":\"t\",\"$ref\":"
+              "\"#/$defs/a\"}},\"properties\":{\"x\":{\"$ref\":\"#/$defs/a\"}}}",
+              TIDE_ERR_FORMAT,
+              "json schema: $ref cycle #/$defs/a -> #/$defs/b -> #/$defs/a constrains nothing");
+  /* a cycle through anyOf: the compiled grammar's root derives nothing */
+  {
+    tide_constraint *cc = (void *)1;
+    const char *cyc = "{\"anyOf\":[{\"$ref\":\"#\"}]}";
+    CHECK(tide_json_schema_compile(env, cyc, strlen(cyc), &cc) == TIDE_ERR_FORMAT && cc == NULL);
+    CHECKF(strstr(tide_env_errmsg(env), "$ref cycle constrains nothing") != NULL, "%s",
+           tide_env_errmsg(env));
+    /* recursion that can end is fine, and so is an unsatisfiable schema
+    ** that is no cycle (it compiles; generation ends at a dead end) */
+    const char *ok1 = "{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}";
+    const char *ok2 = "{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}";
+    CHECK(tide_json_schema_compile(env, ok1, strlen(ok1), &cc) == TIDE_OK);
+    tide_constraint_free(cc);
+    CHECK(tide_json_schema_compile(env, ok2, strlen(ok2), &cc) == TIDE_OK);
+    tide_constraint_free(cc);
+  }
   /* keywords that do not apply to the allowed types are not reported */
   check_schema(
       "{\"type\":\"string\",\"uniqueItems\":true,\"multipleOf\":3,\"title\":\"t\",\"x-custom\":1}",
