@@ -677,13 +677,15 @@ static int read_braced(rc *c, int base, uint32_t *v, size_t off) {
     if (d < 0 || d >= base) return fail(c, TIDE_ERR_FORMAT, c->pos, "non-%s character in escape",
                                         base == 8 ? "octal" : "hex");
     x = x * (uint32_t)base + (uint32_t)d;
-    if (x > MAX_CP)
-      return fail(c, TIDE_ERR_FORMAT, off, "character code point value in escape is too large");
+    if (x > MAX_CP) /* at the digit after the one that overflowed, as PCRE2 */
+      return fail(c, TIDE_ERR_FORMAT, c->pos + 1,
+                  "character code point value in escape is too large");
     c->pos++;
     nd++;
   }
-  if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, off, "missing '}' in escape");
-  if (!nd) return fail(c, TIDE_ERR_FORMAT, off, "empty braces in escape");
+  if (c->pos >= c->len)
+    return fail(c, TIDE_ERR_FORMAT, c->pos, "missing '}' in escape at offset %zu", off);
+  if (!nd) return fail(c, TIDE_ERR_FORMAT, c->pos, "empty braces in escape");
   c->pos++;
   *v = x;
   return TIDE_OK;
@@ -696,7 +698,7 @@ enum { E_CHAR, E_SET, E_BOL, E_EOL, E_QUOTE, E_NONE, E_NEWLINE };
 static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) {
   size_t off = c->pos;
   c->pos++;
-  if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, off, "\\ at end of pattern");
+  if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, c->pos, "\\ at end of pattern");
   int ch = (unsigned char)c->p[c->pos];
   *kind = E_CHAR;
   if (ch >= 0x80) return read_cp(c, cp);
@@ -716,7 +718,8 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     return TIDE_OK;
   }
   case 'o':
-    if (peek(c, 0) != '{') return fail(c, TIDE_ERR_FORMAT, off, "missing opening brace after \\o");
+    if (peek(c, 0) != '{')
+      return fail(c, TIDE_ERR_FORMAT, c->pos, "missing opening brace after \\o");
     return read_braced(c, 8, cp, off);
   case 'x':
     if (peek(c, 0) == '{') return read_braced(c, 16, cp, off);
@@ -728,7 +731,8 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     if (peek(c, 0) == '{') return read_braced(c, 16, cp, off);
     *cp = 0;
     for (int i = 0; i < 4; i++) {
-      if (hexval(peek(c, 0)) < 0) return fail(c, TIDE_ERR_FORMAT, off, "\\u needs 4 hex digits");
+      if (hexval(peek(c, 0)) < 0)
+        return fail(c, TIDE_ERR_FORMAT, c->pos, "\\u needs 4 hex digits");
       *cp = *cp * 16 + (uint32_t)hexval(c->p[c->pos++]);
     }
     if (*cp >= 0xD800 && *cp <= 0xDFFF)
@@ -736,9 +740,10 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     return TIDE_OK;
   case 'c': {
     int x = peek(c, 0);
-    if (x < 0) return fail(c, TIDE_ERR_FORMAT, off, "\\c at end of pattern");
+    if (x < 0) return fail(c, TIDE_ERR_FORMAT, c->pos, "\\c at end of pattern");
     if (x < 32 || x > 126)
-      return fail(c, TIDE_ERR_FORMAT, off, "\\c must be followed by a printable ASCII character");
+      return fail(c, TIDE_ERR_FORMAT, c->pos,
+                  "\\c must be followed by a printable ASCII character");
     c->pos++;
     if (x >= 'a' && x <= 'z') x -= 32;
     *cp = (uint32_t)(x ^ 0x40);
@@ -750,8 +755,8 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     set_escape_class(c, s, ch);
     return c->st;
   case 'N':
-    if (in_class) return fail(c, TIDE_ERR_FORMAT, off, "\\N is not supported in a class");
-    if (peek(c, 0) == '{') return fail(c, TIDE_ERR_FORMAT, off, "\\N{name} is not supported");
+    if (in_class) return fail(c, TIDE_ERR_FORMAT, c->pos, "\\N is not supported in a class");
+    if (peek(c, 0) == '{') return fail(c, TIDE_ERR_FORMAT, c->pos, "\\N{name} is not supported");
     *kind = E_SET;
     set_escape_class(c, s, 'N');
     return c->st;
@@ -760,10 +765,10 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     if (peek(c, 0) == '{') {
       a = ++c->pos;
       while (c->pos < c->len && c->p[c->pos] != '}') c->pos++;
-      if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, off, "malformed \\%c{...}", ch);
+      if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, c->pos, "malformed \\%c{...}", ch);
       n = c->pos++ - a;
     } else {
-      if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, off, "malformed \\%c", ch);
+      if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, c->pos, "malformed \\%c", ch);
       a = c->pos++;
       n = 1;
     }
@@ -776,9 +781,9 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
            k == '&' || k == ' ' || k == '-' || k == ':' || k == '=';
     }
     if (!ok)
-      return fail(c, TIDE_ERR_FORMAT, off, "unknown property '\\%c{%.*s}'", ch,
+      return fail(c, TIDE_ERR_FORMAT, c->pos, "unknown property '\\%c{%.*s}'", ch,
                   (int)(n < 40 ? n : 40), c->p + a);
-    const cpset *ps = prop_set(c, c->p + a, n, off);
+    const cpset *ps = prop_set(c, c->p + a, n, c->pos);
     if (!ps) return c->st;
     *kind = E_SET;
     set_append(c, s, ps, neg);
@@ -814,7 +819,7 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     return fail(c, TIDE_ERR_UNSUPPORTED, off, "backreference or subroutine '\\%c' not supported",
                 ch);
   case 'L': case 'l': case 'U':
-    return fail(c, TIDE_ERR_FORMAT, off, "PCRE2 does not support \\%c", ch);
+    return fail(c, TIDE_ERR_FORMAT, c->pos, "PCRE2 does not support \\%c", ch);
   default:
     if (ch >= '1' && ch <= '9') {
       if (!in_class) { /* PCRE2: a backreference unless >= 10, not 8/9-led and > groups so far */
@@ -837,7 +842,7 @@ static int parse_escape(rc *c, int in_class, uint32_t *cp, cpset *s, int *kind) 
     *cp = (uint32_t)ch;
     return TIDE_OK;
   }
-  return fail(c, TIDE_ERR_FORMAT, off, "unrecognized character follows \\");
+  return fail(c, TIDE_ERR_FORMAT, off + 1, "unrecognized character follows \\");
 }
 
 /* [...]: the class's code points into c->cls. */
@@ -850,7 +855,8 @@ static int parse_class(rc *c) {
   if (peek(c, 0) == '^') { neg = 1; c->pos++; }
   for (;;) {
     if (c->pos >= c->len)
-      return fail(c, TIDE_ERR_FORMAT, off, "missing terminating ] for character class");
+      return fail(c, TIDE_ERR_FORMAT, c->pos,
+                  "missing terminating ] for character class opened at offset %zu", off);
     int ch = peek(c, 0);
     if (quote) {
       if (ch == '\\' && peek(c, 1) == 'E') { c->pos += 2; quote = 0; continue; }
@@ -863,7 +869,7 @@ static int parse_class(rc *c) {
         if (e + 1 < c->len && c->p[e] == ':' && c->p[e + 1] == ']' && peek(c, 1) == ':') {
           int pneg = c->p[a] == '^';
           if (!set_posix(c, s, c->p + a + pneg, e - a - (size_t)pneg, pneg))
-            return fail(c, TIDE_ERR_FORMAT, c->pos, "unknown POSIX class name");
+            return fail(c, TIDE_ERR_FORMAT, a, "unknown POSIX class name");
           c->pos = e + 2;
           first = 0;
           continue;
@@ -876,7 +882,6 @@ static int parse_class(rc *c) {
     /* one item: a code point (maybe a range start) or a set */
     uint32_t lo;
     int kind = E_CHAR;
-    size_t item_off = c->pos;
     if (!quote && ch == '\\') {
       if (parse_escape(c, 1, &lo, s, &kind)) return c->st;
       if (kind == E_QUOTE) { quote = 1; continue; }
@@ -896,14 +901,14 @@ static int parse_class(rc *c) {
       if (peek(c, 0) == '\\' && !quote) {
         if (parse_escape(c, 1, &hi, s, &k2)) return c->st;
         if (k2 != E_CHAR)
-          return fail(c, TIDE_ERR_FORMAT, c->pos - 1, "invalid range in character class");
+          return fail(c, TIDE_ERR_FORMAT, c->pos, "invalid range in character class");
       } else if (peek(c, 0) == '[' && peek(c, 1) == ':') {
         return fail(c, TIDE_ERR_FORMAT, c->pos, "invalid range in character class");
       } else if (read_cp(c, &hi)) {
         return c->st;
       }
       if (hi < lo)
-        return fail(c, TIDE_ERR_FORMAT, item_off, "range out of order in character class");
+        return fail(c, TIDE_ERR_FORMAT, c->pos - 1, "range out of order in character class");
     }
     set_add(c, s, lo, hi);
   }
@@ -942,7 +947,7 @@ static int parse_group(rc *c) {
                 ch);
   case '#':
     while (c->pos < c->len && c->p[c->pos] != ')') c->pos++;
-    if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, off, "missing ) after (?# comment");
+    if (c->pos >= c->len) return fail(c, TIDE_ERR_FORMAT, c->pos, "missing ) after (?# comment");
     c->pos++;
     return TIDE_OK;
   case '<': case '\'': case 'P': {
@@ -955,7 +960,7 @@ static int parse_group(rc *c) {
       if (peek(c, 0) == '>')
         return fail(c, TIDE_ERR_UNSUPPORTED, off, "subroutine call '(?P>' not supported");
       if (peek(c, 0) != '<')
-        return fail(c, TIDE_ERR_FORMAT, off, "unrecognized character after (?P");
+        return fail(c, TIDE_ERR_FORMAT, c->pos, "unrecognized character after (?P");
     }
     int close = peek(c, 0) == '\'' ? '\'' : '>';
     c->pos++;
@@ -964,7 +969,9 @@ static int parse_group(rc *c) {
            (c->p[c->pos] == '_' || (c->p[c->pos] >= '0' && c->p[c->pos] <= '9') ||
             ((c->p[c->pos] | 0x20) >= 'a' && (c->p[c->pos] | 0x20) <= 'z')))
       c->pos++;
-    if (c->pos == a || (c->p[a] >= '0' && c->p[a] <= '9') || peek(c, 0) != close)
+    if (c->pos > a && c->p[a] >= '0' && c->p[a] <= '9')
+      return fail(c, TIDE_ERR_FORMAT, a, "group name must start with a non-digit");
+    if (c->pos == a || peek(c, 0) != close)
       return fail(c, TIDE_ERR_FORMAT, c->pos, "malformed group name");
     c->pos++;
     c->n_caps++;
@@ -978,7 +985,7 @@ static int parse_group(rc *c) {
   if (peek(c, 0) == '^') { f = 0; c->pos++; }
   for (;;) {
     ch = peek(c, 0);
-    if (ch < 0) return fail(c, TIDE_ERR_FORMAT, off, "missing ) after (? options");
+    if (ch < 0) return fail(c, TIDE_ERR_FORMAT, c->pos, "missing ) after (? options");
     c->pos++;
     if (ch == ')') { c->fr[c->n_fr - 1].flags = f; return TIDE_OK; }
     if (ch == ':') return push_frame(c, f, off);
@@ -1107,7 +1114,7 @@ static int parse_one(rc *c) {
     int32_t mn, mx;
     int q = read_braces(c, &mn, &mx);
     if (q < 0) return c->st;
-    if (q) return parse_quantifier(c, mn, mx, off);
+    if (q) return parse_quantifier(c, mn, mx, c->pos - 1); /* at its '}', as PCRE2 */
     c->pos++;
     literal_atom(c, '{');
     return c->st;
@@ -1268,7 +1275,8 @@ int tidei_regex_build(tide_env *env, const char *pattern, size_t len, tidei_dfa 
   c.n_fr = 1;
   while (c.pos < c.len && !c.st) parse_one(&c);
   if (!c.st && c.n_fr > 1)
-    fail(&c, TIDE_ERR_FORMAT, c.fr[c.n_fr - 1].off, "missing closing parenthesis");
+    fail(&c, TIDE_ERR_FORMAT, c.len, "missing closing parenthesis for '(' at offset %zu",
+         c.fr[c.n_fr - 1].off);
   if (c.st) goto done;
   frag whole = close_alts(&c, &c.fr[0]);
   int32_t m = new_state(&c, TIDEI_NFA_MATCH, 0, 0, -1, -1);

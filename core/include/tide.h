@@ -394,7 +394,8 @@ void tide_vocab_index_free(tide_vocab_index *vi);
 ** anchors). The whole output must match (implicitly anchored at both ends).
 ** Backreferences, lookaround and the like fail with TIDE_ERR_UNSUPPORTED and
 ** a message naming the construct and its offset; syntax errors give
-** TIDE_ERR_FORMAT with the offset. */
+** TIDE_ERR_FORMAT with the byte offset PCRE2 would report ("(ab": 3, the
+** end of the pattern, where the missing ')' was found). */
 int tide_regex_compile(tide_env *env, const char *pattern, size_t len,
                        tide_constraint **out);
 

@@ -356,14 +356,15 @@ static const struct { const char *re; int status; const char *msg; } errors[] = 
   { "a{1001}", TIDE_ERR_UNSUPPORTED, "repetition count 1001 above the limit 1000" },
   { "(a|b)*a(a|b){13}", TIDE_ERR_UNSUPPORTED, "more than 10000 states" },
   { "((a|b|c|d){1000}){1000}", TIDE_ERR_UNSUPPORTED, "pattern too large" },
-  { "(ab", TIDE_ERR_FORMAT, "offset 0: missing closing parenthesis" },
+  { "(ab", TIDE_ERR_FORMAT, "offset 3: missing closing parenthesis for '(' at offset 0" },
   { "ab)", TIDE_ERR_FORMAT, "offset 2: unmatched closing parenthesis" },
-  { "x[ab", TIDE_ERR_FORMAT, "offset 1: missing terminating ]" },
+  { "x[ab", TIDE_ERR_FORMAT,
+    "offset 4: missing terminating ] for character class opened at offset 1" },
   { "a{3,2}", TIDE_ERR_FORMAT, "numbers out of order" },
   { "*a", TIDE_ERR_FORMAT, "offset 0: quantifier does not follow a repeatable item" },
   { "a**", TIDE_ERR_FORMAT, "offset 2: quantifier does not follow" },
   { "^*", TIDE_ERR_FORMAT, "quantifier does not follow" },
-  { "ab\\", TIDE_ERR_FORMAT, "offset 2: \\ at end of pattern" },
+  { "ab\\", TIDE_ERR_FORMAT, "offset 3: \\ at end of pattern" },
   { "[z-a]", TIDE_ERR_FORMAT, "range out of order" },
   { "\\p{Foo}", TIDE_ERR_FORMAT, "unknown property" },
   { "(?<1a>x)", TIDE_ERR_FORMAT, "group name" },
@@ -402,6 +403,60 @@ static void test_errors(void) {
   tidei_dfa *f;
   CHECK(tidei_regex_build(env, "", 0, &f) == TIDE_OK && f->accept[1] && f->final[1]);
   tidei_regex_engine.destroy(env, f);
+  tide_env_free(env);
+}
+
+/* Syntax errors report the offset where PCRE2 detects them (pcre2_compile's
+** erroroffset), checked against PCRE2 itself; pcre2 0 marks the two tide
+** extensions PCRE2 treats differently (\u; a \x{ brace missing at the end,
+** which tide reports at the end of the pattern). Unsupported constructs that
+** PCRE2 accepts report where they start. */
+static const struct { const char *re; size_t off; int pcre2; } offsets[] = {
+  /* unclosed group: the end of the pattern */
+  { "(ab", 3, 1 }, { "((a)", 4, 1 }, { "a(b(c)", 6, 1 }, { "(?:ab", 5, 1 }, { "a|(b", 4, 1 },
+  { "(?<n>", 5, 1 }, { "(?", 2, 1 }, { "(?#abc", 6, 1 },
+  /* unbalanced ')' */
+  { "ab)", 2, 1 }, { "(a|b))", 5, 1 },
+  /* bad quantifier: the last character of the quantifier */
+  { "a{3,2}", 5, 1 }, { "x{100000}", 8, 1 }, { "x{10,100000}", 11, 1 },
+  /* nothing to repeat */
+  { "*a", 0, 1 }, { "a**", 2, 1 }, { "^*", 1, 1 }, { "a{2}{3}", 6, 1 }, { "a*{2}", 4, 1 },
+  { "a+?*", 3, 1 }, { "a$*", 2, 1 },
+  /* bad escapes */
+  { "ab\\", 3, 1 }, { "\\q", 1, 1 }, { "a\\q", 2, 1 }, { "[\\q]", 2, 1 }, { "\\c", 2, 1 },
+  { "\\o12", 2, 1 }, { "\\x{zz}", 3, 1 }, { "\\x{110000}", 9, 1 }, { "ab\\x{}", 5, 1 },
+  { "\\p{Foo}", 7, 1 }, { "a\\p{Foo}x", 8, 1 }, { "a\\P{Foo", 7, 1 }, { "\\p", 2, 1 },
+  { "a\\L", 3, 1 }, { "\\N{x}", 2, 1 }, { "ab\\x{12", 7, 0 }, { "a\\u12", 5, 0 },
+  /* classes: unterminated at the end; ranges at their upper end */
+  { "x[ab", 4, 1 }, { "[a", 2, 1 }, { "[]", 2, 1 }, { "[^]", 3, 1 }, { "[z-a]", 3, 1 },
+  { "ab[b-a]c", 5, 1 }, { "[zz-\\x41]", 7, 1 }, { "[\\d-z]", 3, 1 }, { "[a-\\d]", 5, 1 },
+  { "[[:foo:]x]", 3, 1 },
+  /* group syntax */
+  { "(?z)", 2, 1 }, { "(?<1a>x)", 3, 1 }, { "(?'1'a)", 3, 1 }, { "(?<>a)", 3, 1 },
+  /* unsupported (PCRE2 compiles these): where the construct starts */
+  { "(a)\\1", 3, 0 }, { "ab(?=c)", 2, 0 }, { "x(?<!a)b", 1, 0 }, { "x(?>a)", 1, 0 },
+  { "(?<n>a)\\k<n>", 7, 0 }, { "a\\bc", 1, 0 }, { "a++", 2, 0 },
+};
+
+static void test_offsets(void) {
+  tide_env *env;
+  tide_env_new(&env, NULL, NULL);
+  for (size_t k = 0; k < sizeof offsets / sizeof offsets[0]; k++) {
+    const char *re = offsets[k].re;
+    tide_constraint *c;
+    int st = tide_regex_compile(env, re, strlen(re), &c);
+    char want[64];
+    snprintf(want, sizeof want, "regex offset %zu: ", offsets[k].off);
+    CHECKF(st != TIDE_OK && !strncmp(tide_env_errmsg(env), want, strlen(want)),
+           "'%s': \"%s\", want \"%s...\"", re, tide_env_errmsg(env), want);
+    if (!offsets[k].pcre2) continue;
+    int err;
+    PCRE2_SIZE eoff = 0;
+    pcre2_code *p = pcre2_compile((PCRE2_SPTR)re, strlen(re), PCRE2_UTF, &err, &eoff, NULL);
+    CHECKF(p == NULL && eoff == offsets[k].off, "'%s': pcre2 offset %zu, table %zu", re,
+           (size_t)eoff, offsets[k].off);
+    pcre2_code_free(p);
+  }
   tide_env_free(env);
 }
 
@@ -479,5 +534,5 @@ static void test_oom(void) {
   }
 }
 
-TEST_MAIN(test_oracle, test_u_escape, test_utf8_only, test_errors, test_limits, test_property_time,
-          test_oom)
+TEST_MAIN(test_oracle, test_u_escape, test_utf8_only, test_errors, test_offsets, test_limits,
+          test_property_time, test_oom)
